@@ -1,0 +1,1 @@
+"""Avro schemas (schemas/avro/*.avsc), their id catalog, and Confluent wire-format serialization."""

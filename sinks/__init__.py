@@ -1,0 +1,1 @@
+"""Adapters for the stores: Redis (hot state), ClickHouse (history), PostgreSQL (orders of record)."""

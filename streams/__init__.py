@@ -1,0 +1,1 @@
+"""Faust apps, topics, agents, the feed handler and the CLI wiring."""

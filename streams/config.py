@@ -1,0 +1,222 @@
+"""The one typed configuration object of StockPulse Stream.
+
+Every setting can be given as an environment variable with the prefix ``STOCKPULSE_`` and ``__``
+between nested names, or in a ``.env`` file in the working directory::
+
+    STOCKPULSE_KAFKA__BOOTSTRAP_SERVERS=broker-1:9092,broker-2:9092
+    STOCKPULSE_KAFKA__SECURITY_PROTOCOL=SASL_SSL
+    STOCKPULSE_KAFKA__SASL_PASSWORD=...            # a SecretStr: never printed
+    STOCKPULSE_TOPICS__TICK_PARTITIONS=24
+    STOCKPULSE_CLICKHOUSE__URL=http://clickhouse:8123
+
+Defaults point at the local stack started by ``stockpulse stack up``.
+
+>>> s = Settings()
+>>> s.kafka.librdkafka()["bootstrap.servers"]
+'127.0.0.1:19092'
+>>> s.topics.bars("1s")
+'bars.1s'
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Frozen):
+    """Broker connection. Each field maps one-to-one onto the librdkafka key with ``_`` read as ``.``."""
+
+    bootstrap_servers: str = Field("127.0.0.1:19092", description="bootstrap.servers")
+    client_id: str = Field("stockpulse", description="client.id")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="security.protocol"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"] | None = Field(
+        None, description="sasl.mechanism"
+    )
+    sasl_username: str | None = Field(None, description="sasl.username")
+    sasl_password: SecretStr | None = Field(None, description="sasl.password")
+    ssl_ca_location: str | None = Field(None, description="ssl.ca.location")
+    ssl_certificate_location: str | None = Field(None, description="ssl.certificate.location")
+    ssl_key_location: str | None = Field(None, description="ssl.key.location")
+    ssl_key_password: SecretStr | None = Field(None, description="ssl.key.password")
+    session_timeout_ms: int = Field(
+        6000, ge=1000, description="session.timeout.ms (a group join waits half of it on Tansu: keep it small)"
+    )
+
+    def librdkafka(self) -> dict[str, str | int]:
+        """The librdkafka configuration: only the keys that are set, secrets revealed."""
+        out: dict[str, str | int] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            out[name.replace("_", ".")] = value
+        return out
+
+    @property
+    def bootstrap_list(self) -> list[str]:
+        return [h.strip() for h in self.bootstrap_servers.split(",") if h.strip()]
+
+
+class TopicSettings(_Frozen):
+    """Topic names and their final partition counts (the local broker cannot add partitions later)."""
+
+    ticks_raw: str = "ticks.raw"
+    ticks: str = "ticks"
+    bars_prefix: str = "bars"
+    indicators_prefix: str = "indicators"
+    signals: str = "signals"
+    orders: str = "orders"
+    fills: str = "fills"
+    dead_letter: str = "deadletter"
+    timeframes: tuple[str, ...] = ("1s", "1m")
+    tick_partitions: int = Field(12, ge=1, le=1024)
+    bar_partitions: int = Field(12, ge=1, le=1024)
+    signal_partitions: int = Field(12, ge=1, le=1024)
+    order_partitions: int = Field(12, ge=1, le=1024)
+    dead_letter_partitions: int = Field(3, ge=1, le=1024)
+    replication_factor: int = Field(1, ge=1, le=7)
+
+    def bars(self, timeframe: str) -> str:
+        return f"{self.bars_prefix}.{timeframe}"
+
+    def indicators(self, timeframe: str) -> str:
+        return f"{self.indicators_prefix}.{timeframe}"
+
+    def all_topics(self) -> dict[str, int]:
+        """Every topic the pipeline uses with its partition count."""
+        topics = {
+            self.ticks_raw: self.tick_partitions,
+            self.ticks: self.tick_partitions,
+            self.signals: self.signal_partitions,
+            self.orders: self.order_partitions,
+            self.fills: self.order_partitions,
+            self.dead_letter: self.dead_letter_partitions,
+        }
+        for tf in self.timeframes:
+            topics[self.bars(tf)] = self.bar_partitions
+            topics[self.indicators(tf)] = self.bar_partitions
+        return topics
+
+
+class SchemaSettings(_Frozen):
+    """Where Avro schema ids come from: the checked-in catalog, or a Schema Registry when a URL is set."""
+
+    registry_url: str | None = None
+    registry_username: str | None = None
+    registry_password: SecretStr | None = None
+
+
+class RedisSettings(_Frozen):
+    startup_nodes: str = Field("127.0.0.1:17000,127.0.0.1:17001,127.0.0.1:17002", description="host:port,...")
+    password: SecretStr | None = None
+    ssl: bool = False
+    key_prefix: str = "sp"
+
+    @property
+    def nodes(self) -> list[tuple[str, int]]:
+        out = []
+        for item in self.startup_nodes.split(","):
+            host, _, port = item.strip().rpartition(":")
+            out.append((host, int(port)))
+        return out
+
+
+class PostgresSettings(_Frozen):
+    dsn: SecretStr = SecretStr("postgresql://stockpulse@127.0.0.1:15432/stockpulse")
+    replica_dsn: SecretStr = SecretStr("postgresql://stockpulse@127.0.0.1:15433/stockpulse")
+
+
+class ClickHouseSettings(_Frozen):
+    """The embedded engine (chdb) at ``path`` by default; a real server over HTTP when ``url`` is set."""
+
+    url: str | None = None
+    path: Path | None = None
+    database: str = "stockpulse"
+    username: str = "default"
+    password: SecretStr | None = None
+
+
+class TritonSettings(_Frozen):
+    grpc_url: str = "127.0.0.1:18001"
+    http_url: str = "127.0.0.1:18000"
+    model_name: str = "signal"
+    timeout_ms: int = Field(50, ge=1)
+    max_batch: int = Field(256, ge=1)
+    max_wait_us: int = Field(500, ge=0)
+
+
+class FeedSettings(_Frozen):
+    """The feed handler: validation limits and how TickBatch messages are cut."""
+
+    batch_max_ticks: int = Field(500, ge=1, le=100_000)
+    batch_max_ms: int = Field(20, ge=1, le=60_000)
+    min_ts_us: int = Field(946_684_800_000_000, description="2000-01-01: older timestamps are rejected")
+    max_ts_us: int = Field(4_102_444_800_000_000, description="2100-01-01: later timestamps are rejected")
+    max_price: float = Field(1e9, gt=0)
+    symbol_pattern: str = r"^[A-Z0-9][A-Z0-9._/-]{0,31}$"
+    group_id: str = "stockpulse-feed"
+
+
+class StackSettings(_Frozen):
+    """The local stack (``stockpulse stack up``): loopback ports and the data directory."""
+
+    dir: Path = PROJECT_ROOT / ".stack"
+    host: str = "127.0.0.1"
+    broker_port: int = 19092
+    redis_base_port: int = 17000
+    postgres_port: int = 15432
+    postgres_replica_port: int = 15433
+    triton_http_port: int = 18000
+    triton_grpc_port: int = 18001
+    triton_metrics_port: int = 18002
+    tansu_storage: str = "memory://tansu/"
+
+
+class Settings(BaseSettings):
+    """All of StockPulse Stream's settings (env prefix ``STOCKPULSE_``, nested with ``__``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STOCKPULSE_", env_nested_delimiter="__", env_file=".env", frozen=True, extra="ignore"
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    schemas: SchemaSettings = SchemaSettings()
+    redis: RedisSettings = RedisSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
+    triton: TritonSettings = TritonSettings()
+    feed: FeedSettings = FeedSettings()
+    stack: StackSettings = StackSettings()
+    data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"
+    log_level: Literal["debug", "info", "warn", "error"] = "warn"
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return Path(os.path.expanduser(v))
+
+    def clickhouse_path(self) -> Path:
+        return self.clickhouse.path or (self.stack.dir / "clickhouse")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
