@@ -43,8 +43,8 @@ class KafkaSettings(_Frozen):
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="security.protocol"
     )
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"] | None = Field(
-        None, description="sasl.mechanism"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"] | None = (
+        Field(None, description="sasl.mechanism")
     )
     sasl_username: str | None = Field(None, description="sasl.username")
     sasl_password: SecretStr | None = Field(None, description="sasl.password")
@@ -53,7 +53,9 @@ class KafkaSettings(_Frozen):
     ssl_key_location: str | None = Field(None, description="ssl.key.location")
     ssl_key_password: SecretStr | None = Field(None, description="ssl.key.password")
     session_timeout_ms: int = Field(
-        6000, ge=1000, description="session.timeout.ms (a group join waits half of it on Tansu: keep it small)"
+        6000,
+        ge=1000,
+        description="session.timeout.ms (a group join waits half of it on Tansu: keep it small)",
     )
 
     def librdkafka(self) -> dict[str, str | int]:
@@ -171,6 +173,10 @@ class FeedSettings(_Frozen):
     max_price: float = Field(1e9, gt=0)
     symbol_pattern: str = r"^[A-Z0-9][A-Z0-9._/-]{0,31}$"
     group_id: str = "stockpulse-feed"
+    checkpoint_ms: int = Field(
+        200, ge=10, le=60_000, description="how often state and offsets are checkpointed"
+    )
+    consume_batch: int = Field(5000, ge=1, le=100_000, description="messages taken per consume call")
 
 
 class StackSettings(_Frozen):
@@ -186,6 +192,8 @@ class StackSettings(_Frozen):
     triton_grpc_port: int = 18001
     triton_metrics_port: int = 18002
     tansu_storage: str = "memory://tansu/"
+    clickhouse_http_port: int = 18123
+    postgres_bin_dir: Path | None = None
 
 
 class Settings(BaseSettings):
@@ -206,6 +214,7 @@ class Settings(BaseSettings):
     stack: StackSettings = StackSettings()
     data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"
     log_level: Literal["debug", "info", "warn", "error"] = "warn"
+    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port of a service; 0 = off")
 
     @field_validator("data_dir")
     @classmethod

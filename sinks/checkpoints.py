@@ -1,0 +1,132 @@
+"""Processor state checkpoints stored with the consumed offsets, in PostgreSQL.
+
+A service's state (per-symbol sequencers, bar aggregators, indicator sets) and the next offset to read are
+written in one row per (consumer group, topic, partition) in one transaction. On partition assignment the
+service restores the state and seeks to that offset, so recovery never depends on the broker's end offsets
+(which the local broker reports wrongly) and never double-applies an input.
+
+Checkpoint order (as in Quix Streams): flush sinks -> flush the producer (outputs acknowledged) -> write
+state + offsets here -> commit offsets to Kafka (informational, for lag tools).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import asyncpg
+
+T = TypeVar("T")
+
+DDL = """
+CREATE TABLE IF NOT EXISTS stream_checkpoints (
+    group_id    text        NOT NULL,
+    topic       text        NOT NULL,
+    partition   integer     NOT NULL,
+    next_offset bigint      NOT NULL,
+    state       bytea       NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (group_id, topic, partition)
+)
+"""
+
+UPSERT = """
+INSERT INTO stream_checkpoints (group_id, topic, partition, next_offset, state, updated_at)
+SELECT $1, $2, p, o, s, now() FROM unnest($3::integer[], $4::bigint[], $5::bytea[]) AS u(p, o, s)
+ON CONFLICT (group_id, topic, partition)
+DO UPDATE SET next_offset = EXCLUDED.next_offset, state = EXCLUDED.state, updated_at = now()
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    next_offset: int
+    state: bytes
+
+
+class CheckpointStore:
+    """Async access to ``stream_checkpoints`` (asyncpg pool)."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> CheckpointStore:
+        if self._pool is None:
+            try:
+                self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=2)
+            except (OSError, asyncpg.PostgresError) as exc:
+                raise ConnectionError(
+                    f"no PostgreSQL for checkpoints ({exc}); start the stack (`stockpulse stack up`) "
+                    "or set STOCKPULSE_POSTGRES__DSN"
+                ) from None
+            async with self._pool.acquire() as conn:
+                await conn.execute(DDL)
+        return self
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    def _require(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("CheckpointStore.open() was not called")
+        return self._pool
+
+    async def load(self, group_id: str, topic: str, partitions: list[int]) -> dict[int, Checkpoint]:
+        rows = await self._require().fetch(
+            "SELECT partition, next_offset, state FROM stream_checkpoints "
+            "WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::integer[])",
+            group_id,
+            topic,
+            partitions,
+        )
+        return {r["partition"]: Checkpoint(r["next_offset"], bytes(r["state"])) for r in rows}
+
+    async def save(self, group_id: str, topic: str, checkpoints: Mapping[int, Checkpoint]) -> None:
+        if not checkpoints:
+            return
+        parts = list(checkpoints)
+        await self._require().execute(
+            UPSERT,
+            group_id,
+            topic,
+            parts,
+            [checkpoints[p].next_offset for p in parts],
+            [checkpoints[p].state for p in parts],
+        )
+
+    async def clear(self, group_id: str) -> None:
+        await self._require().execute("DELETE FROM stream_checkpoints WHERE group_id = $1", group_id)
+
+
+class SyncCheckpointStore:
+    """The same store for synchronous services (the feed handler): runs asyncpg on a private loop thread."""
+
+    def __init__(self, dsn: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="checkpoints", daemon=True)
+        self._thread.start()
+        self._store = CheckpointStore(dsn)
+        self._run(self._store.open())
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def load(self, group_id: str, topic: str, partitions: list[int]) -> dict[int, Checkpoint]:
+        return self._run(self._store.load(group_id, topic, partitions))
+
+    def save(self, group_id: str, topic: str, checkpoints: Mapping[int, Checkpoint]) -> None:
+        self._run(self._store.save(group_id, topic, checkpoints))
+
+    def clear(self, group_id: str) -> None:
+        self._run(self._store.clear(group_id))
+
+    def close(self) -> None:
+        self._run(self._store.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)

@@ -1,0 +1,60 @@
+"""Building Faust apps from the settings: one app (and consumer group) per service."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import faust
+
+from streams.config import KafkaSettings, Settings
+
+
+def faust_credentials(kafka: KafkaSettings) -> Any:
+    """Faust/aiokafka credentials equivalent to the librdkafka security settings."""
+    if kafka.security_protocol == "PLAINTEXT":
+        return None
+    context = None
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=kafka.ssl_ca_location)
+        if kafka.ssl_certificate_location:
+            password = kafka.ssl_key_password.get_secret_value() if kafka.ssl_key_password else None
+            context.load_cert_chain(kafka.ssl_certificate_location, kafka.ssl_key_location, password)
+    if kafka.security_protocol == "SSL":
+        return faust.SSLCredentials(context)
+    password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
+    return faust.SASLCredentials(
+        username=kafka.sasl_username or "",
+        password=password,
+        mechanism=kafka.sasl_mechanism or "PLAIN",
+        ssl_context=context,
+    )
+
+
+def make_app(settings: Settings, service: str, **overrides: Any) -> faust.App:
+    """A Faust app for one service: its own consumer group ``stockpulse-<service>``, raw bytes values.
+
+    Faust's own offset commits are disabled in effect (long interval): services checkpoint their state and
+    offsets in PostgreSQL and seek there on assignment (see ``sinks.checkpoints``).
+    """
+    conf: dict[str, Any] = {
+        "broker": [f"kafka://{h}" for h in settings.kafka.bootstrap_list],
+        "broker_credentials": faust_credentials(settings.kafka),
+        "broker_session_timeout": settings.kafka.session_timeout_ms / 1000,
+        "broker_heartbeat_interval": 1.0,
+        "broker_client_id": f"{settings.kafka.client_id}-{service}",
+        "consumer_auto_offset_reset": "earliest",
+        "value_serializer": "raw",
+        "key_serializer": "raw",
+        "topic_partitions": settings.topics.tick_partitions,
+        "topic_replication_factor": settings.topics.replication_factor,
+        "topic_allow_declare": False,
+        "web_enabled": False,
+        "producer_linger_ms": 2,
+        "producer_acks": -1,
+        "stream_buffer_maxsize": 4096,
+        "broker_max_poll_records": 500,
+        "table_cleanup_interval": 3600.0,
+    }
+    conf.update(overrides)
+    return faust.App(f"stockpulse-{service}", **conf)

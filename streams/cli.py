@@ -1,0 +1,253 @@
+"""The ``stockpulse`` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from streams.config import get_settings
+
+app = typer.Typer(
+    help="StockPulse Stream: market data -> bars -> indicators -> ML signals -> orders.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+topics_app = typer.Typer(help="Kafka topics of the pipeline.", no_args_is_help=True)
+schemas_app = typer.Typer(help="Avro schemas and their id catalog.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+app.add_typer(schemas_app, name="schemas")
+console = Console()
+
+
+def _add_stack_app() -> None:
+    try:
+        from infra.local.cli import app as stack_app
+    except ImportError as exc:  # pragma: no cover - only when the package is broken
+        console.print(f"[red]stack commands unavailable: {exc}[/red]")
+        return
+    app.add_typer(
+        stack_app, name="stack", help="The local stack: broker, Redis, PostgreSQL, Triton, ClickHouse."
+    )
+
+
+_add_stack_app()
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def _logging() -> None:
+    level = get_settings().log_level.upper()
+    logging.basicConfig(
+        level="WARNING" if level == "WARN" else level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every topic with its final partition count (idempotent)."""
+    from streams.kafka import BrokerError, create_topics
+
+    try:
+        result = create_topics(get_settings())
+    except BrokerError as exc:
+        _fail(str(exc))
+    table = Table("topic", "partitions", "result")
+    wanted = get_settings().topics.all_topics()
+    for topic, status in sorted(result.items()):
+        table.add_row(topic, str(wanted[topic]), status)
+    console.print(table)
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """List the broker's topics and partition counts."""
+    from streams.kafka import BrokerError, list_topics
+
+    try:
+        topics = list_topics(get_settings())
+    except BrokerError as exc:
+        _fail(str(exc))
+    table = Table("topic", "partitions")
+    for name, parts in sorted(topics.items()):
+        table.add_row(name, str(parts))
+    console.print(table)
+
+
+@schemas_app.command("register")
+def schemas_register() -> None:
+    """Add a catalog version for each new or changed .avsc (refuses incompatible changes)."""
+    from schemas.catalog import SchemaError, register_changes
+
+    try:
+        added = register_changes()
+    except SchemaError as exc:
+        _fail(str(exc))
+    console.print("\n".join(added) if added else "catalog up to date")
+
+
+@schemas_app.command("check")
+def schemas_check() -> None:
+    """Exit non-zero when an .avsc differs from the catalog."""
+    from schemas.serde import check_catalog_matches_files
+
+    stale = check_catalog_matches_files()
+    if stale:
+        _fail(f"schemas changed without a catalog version: {stale}; run `stockpulse schemas register`")
+    console.print("catalog matches the .avsc files")
+
+
+@app.command()
+def feed(
+    idle_exit: float = typer.Option(None, help="Exit after this many seconds without input (tests, demos)."),
+) -> None:
+    """Run the feed handler: ticks.raw -> validate -> TickBatch -> ticks (dead letters with reasons)."""
+    from streams.feed import FeedHandler
+    from streams.metrics import serve_metrics
+
+    _logging()
+    settings = get_settings()
+    serve_metrics(settings.metrics_port)
+    try:
+        stats = FeedHandler(settings).run(idle_exit_s=idle_exit)
+    except ConnectionError as exc:
+        _fail(str(exc))
+    console.print(
+        f"feed: consumed {stats.consumed}, valid {stats.valid}, dead-lettered {stats.dead_lettered} "
+        f"{stats.by_reason or ''}, batches {stats.batches}"
+    )
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def _speed(value: str) -> float | None:
+    if value == "max":
+        return None
+    try:
+        speed = float(value)
+    except ValueError:
+        speed = -1.0
+    if speed <= 0:
+        _fail(f"--speed {value!r}: give a positive number (1 = real time) or 'max'")
+    return speed
+
+
+@app.command()
+def replay(
+    file: Path = typer.Argument(
+        ..., help="A recording from ../shared/data (quotes CSV, trades parquet, 1m bars CSV)."
+    ),
+    symbol: str = typer.Option(None, help="Symbol to publish as (default: from the file name)."),
+    speed: str = typer.Option(
+        "max", help="Event-time speed: 1 = real time, 60 = a minute per second, or max."
+    ),
+    fmt: str = typer.Option("avro", "--format", help="avro (Confluent wire format) or json."),
+    copies: int = typer.Option(
+        1, min=1, help="Replay as this many symbols (SYMBOL.1, SYMBOL.2, ...) to scale up."
+    ),
+) -> None:
+    """Replay a real recording into ticks.raw."""
+    from streams.sources.producer import TickProducer
+    from streams.sources.recordings import RecordingError, load_recording
+
+    try:
+        rec = load_recording(file, symbol)
+    except RecordingError as exc:
+        _fail(str(exc))
+    names = [rec.symbol] if copies == 1 else [f"{rec.symbol}.{i + 1}" for i in range(copies)]
+    n = len(rec)
+    idx = np.repeat(np.arange(copies, dtype=np.int32), n).reshape(copies, n).T.ravel()
+    ts = np.repeat(rec.ts_us, copies)
+    price = np.repeat(rec.price, copies)
+    size = np.repeat(rec.size, copies)
+    producer = TickProducer(get_settings(), fmt)
+    with _progress() as bar:
+        task = bar.add_task(f"replay {file.name}", total=len(ts))
+        result = producer.send(names, idx, ts, price, size, _speed(speed), lambda k: bar.advance(task, k))
+    console.print(
+        f"sent {result.sent} ticks for {len(names)} symbol(s) in {result.seconds:.2f}s ({result.rate:,.0f}/s)"
+    )
+
+
+@app.command()
+def simulate(
+    symbols: int = typer.Option(10, min=1),
+    rate: float = typer.Option(1000.0, min=1, help="Ticks per second in total."),
+    seconds: float = typer.Option(10.0, min=0.01, help="Seconds of event time."),
+    seed: int = typer.Option(1),
+    speed: str = typer.Option("1", help="1 = real time (the given rate), or max."),
+    fmt: str = typer.Option("avro", "--format", help="avro or json."),
+) -> None:
+    """Simulate a seeded market (GBM + microstructure noise + bursts) into ticks.raw."""
+    from processors.simulate import simulate as run_simulation
+    from streams.sources.producer import TickProducer
+
+    sim = run_simulation(symbols, rate, seconds, seed)
+    producer = TickProducer(get_settings(), fmt)
+    with _progress() as bar:
+        task = bar.add_task("simulate", total=len(sim.ts_us))
+        result = producer.send(
+            sim.symbols,
+            sim.symbol_index,
+            sim.ts_us,
+            sim.price,
+            sim.size,
+            _speed(speed),
+            lambda k: bar.advance(task, k),
+        )
+    console.print(
+        f"sent {result.sent} ticks for {symbols} symbols in {result.seconds:.2f}s ({result.rate:,.0f}/s)"
+    )
+
+
+@app.command()
+def worker(service: str = typer.Argument(..., help="Service to run: price.")) -> None:
+    """Run a Faust stream-processing service (its own app and consumer group)."""
+    from streams.services import SERVICES, run_service
+
+    if service not in SERVICES:
+        _fail(f"unknown service {service!r}; choose one of {sorted(SERVICES)}")
+    _logging()
+    run_service(service)
+
+
+@app.command()
+def demo(
+    files: list[Path] = typer.Option(
+        None, "--file", help="Recordings to replay (default: the quote and trade files)."
+    ),
+    timeout: float = typer.Option(120.0, help="Give up waiting for the pipeline after this many seconds."),
+) -> None:
+    """Run the pipeline on the local stack with real data and print a summary."""
+    from streams.demo import run_demo
+
+    code = run_demo(get_settings(), files or None, timeout, console)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+"""The feed handler: the hot ingest edge (confluent-kafka, not Faust).
+
+Reads single-tick messages from ``ticks.raw`` (Avro ``Tick`` in the Confluent wire format, or JSON objects
+``{"symbol", "ts_us", "price", "size"}`` for simple producers), validates them, routes invalid ones to the
+dead-letter topic with the reason, assigns per-symbol gap-free sequence numbers, and publishes columnar
+``TickBatch`` messages to ``ticks``: one batch per output partition (the symbol's murmur2 partition), cut at
+``batch_max_ticks`` ticks or ``batch_max_ms`` milliseconds.
+
+Delivery: at-least-once with deterministic identities. The per-symbol sequencers and the next offset of every
+input partition are checkpointed in PostgreSQL after the producer has flushed (outputs acknowledged), so a
+crash re-reads at most the inputs after the last checkpoint and re-assigns them the same sequence numbers;
+downstream services drop (symbol, seq) pairs they have already applied. Producers must key ``ticks.raw``
+by symbol (all ticks of a symbol in one partition, in order).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, TopicPartition
+
+from processors.ticks import Sequencer, TickBatchBuilder, TickLimits, check_tick, partition_for
+from schemas.serde import AvroSerde, WireFormatError
+from sinks.checkpoints import Checkpoint, SyncCheckpointStore
+from streams import kafka
+from streams.config import Settings
+from streams.deadletter import DeadLetterEncoder
+from streams.metrics import CHECKPOINTS, DEAD_LETTERS, MESSAGES, TICKS
+
+log = logging.getLogger("stockpulse.feed")
+SERVICE = "feed"
+
+
+class InvalidTick(ValueError):
+    def __init__(self, reason_code: str, reason: str) -> None:
+        super().__init__(f"{reason_code}: {reason}")
+        self.reason_code = reason_code
+        self.reason = reason
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass
+class FeedStats:
+    consumed: int = 0
+    valid: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    checkpoints: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class TickDecoder:
+    """Decodes a raw message into (symbol, ts_us, price, size) or raises InvalidTick."""
+
+    def __init__(self, limits: TickLimits) -> None:
+        self._avro = AvroSerde.for_record("Tick")
+        self._limits = limits
+
+    def decode(self, value: bytes | None) -> tuple[str, int, float, float]:
+        if not value:
+            raise InvalidTick("corrupt_payload", "empty message; send an Avro Tick or a JSON object")
+        first = value[0]
+        if first == 0:
+            try:
+                rec = self._avro.decode(value)
+            except WireFormatError as exc:
+                raise InvalidTick(exc.reason_code, exc.reason) from None
+            symbol, ts, price, size = rec["symbol"], rec["ts_us"], rec["price"], rec["size"]
+        elif first == 0x7B:  # '{'
+            try:
+                rec = json.loads(value)
+            except ValueError as exc:
+                raise InvalidTick(
+                    "corrupt_payload", f"invalid JSON ({exc}); send one JSON object per tick"
+                ) from None
+            if not isinstance(rec, dict) or "symbol" not in rec or "price" not in rec or "ts_us" not in rec:
+                raise InvalidTick(
+                    "missing_field", 'a JSON tick needs "symbol", "ts_us" and "price" (and optionally "size")'
+                )
+            symbol, ts, price, size = rec["symbol"], rec["ts_us"], rec["price"], rec.get("size", 0.0)
+        else:
+            raise InvalidTick(
+                "corrupt_payload",
+                "message is neither Avro in the Confluent wire format (magic byte 0) nor a JSON object",
+            )
+        problem = check_tick(symbol, ts, price, size, self._limits)
+        if problem is not None:
+            raise InvalidTick(*problem)
+        return symbol, ts, float(price), float(size)
+
+
+class FeedHandler:
+    """Consume ``ticks.raw`` -> validate -> sequence -> TickBatch per partition -> ``ticks``."""
+
+    def __init__(self, settings: Settings, checkpoints: SyncCheckpointStore | None = None) -> None:
+        self.settings = settings
+        fs = settings.feed
+        self.topics = settings.topics
+        self.group_id = fs.group_id
+        self.limits = TickLimits(fs.min_ts_us, fs.max_ts_us, fs.max_price, fs.symbol_pattern)
+        self.decoder = TickDecoder(self.limits)
+        self.batch_serde = AvroSerde.for_record("TickBatch")
+        self.dead = DeadLetterEncoder(SERVICE)
+        self.stats = FeedStats()
+        self._store = checkpoints or SyncCheckpointStore(settings.postgres.dsn.get_secret_value())
+        self._consumer = kafka.consumer(
+            settings, self.group_id, **{"isolation.level": "read_uncommitted", "fetch.wait.max.ms": 5}
+        )
+        self._producer = kafka.producer(settings)
+        self._seq: dict[int, Sequencer] = {}
+        self._next_offset: dict[int, int] = {}
+        self._dirty: set[int] = set()
+        self._builders: dict[int, TickBatchBuilder] = {}
+        self._batch_started = 0.0
+        self._last_checkpoint = time.monotonic()
+        self._delivery_errors: list[str] = []
+        self._running = True
+        self._assigned_at = 0.0
+        self.last_process_end = 0.0
+
+    # -- partition ownership ------------------------------------------------------------------------------
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        parts = [tp.partition for tp in partitions]
+        saved = self._store.load(self.group_id, self.topics.ticks_raw, parts)
+        for tp in partitions:
+            cp = saved.get(tp.partition)
+            if cp is not None:
+                tp.offset = cp.next_offset
+                self._seq[tp.partition] = Sequencer.from_bytes(cp.state)
+            else:
+                self._seq[tp.partition] = Sequencer()
+        log.info("assigned %s (restored %d checkpoints)", parts, len(saved))
+        self._assigned_at = time.monotonic()
+        consumer.assign(partitions)
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self.checkpoint(force=True)
+        for tp in partitions:
+            self._seq.pop(tp.partition, None)
+            self._next_offset.pop(tp.partition, None)
+            self._dirty.discard(tp.partition)
+        consumer.unassign()
+
+    # -- hot path -------------------------------------------------------------------------------------------
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._delivery_errors.append(f"{msg.topic()}[{msg.partition()}]: {err}")
+
+    def _dead_letter(self, msg: Message, reason_code: str, reason: str) -> None:
+        value = self.dead.encode(
+            reason_code,
+            reason,
+            msg.topic() or "",
+            msg.partition() or 0,
+            msg.offset() or 0,
+            msg.key(),
+            msg.value(),
+        )
+        self._producer.produce(self.topics.dead_letter, value, key=msg.key(), on_delivery=self._on_delivery)
+        self.stats.dead_lettered += 1
+        self.stats.by_reason[reason_code] = self.stats.by_reason.get(reason_code, 0) + 1
+        DEAD_LETTERS.labels(SERVICE, reason_code).inc()
+
+    def process(self, msgs: list[Message]) -> None:
+        now = _now_us()
+        decode = self.decoder.decode
+        n_out = self.topics.tick_partitions
+        max_ticks = self.settings.feed.batch_max_ticks
+        valid = 0
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume error: %s", err)
+                continue
+            part = msg.partition()
+            assert part is not None
+            offset = msg.offset()
+            assert offset is not None
+            self._next_offset[part] = offset + 1
+            self._dirty.add(part)
+            try:
+                symbol, ts, price, size = decode(msg.value())
+            except InvalidTick as exc:
+                self._dead_letter(msg, exc.reason_code, exc.reason)
+                continue
+            seq = self._seq[part].next(symbol)
+            out = partition_for(symbol, n_out)
+            builder = self._builders.get(out)
+            if builder is None:
+                builder = self._builders[out] = TickBatchBuilder()
+                builder.source_partition, builder.first_offset = part, offset
+                if not self._batch_started:
+                    self._batch_started = time.monotonic()
+            builder.add(symbol, ts, price, size, seq, now)
+            valid += 1
+            if len(builder) >= max_ticks:
+                self._publish(out, builder)
+                del self._builders[out]
+        self.last_process_end = time.perf_counter()
+        self.stats.consumed += len(msgs)
+        self.stats.valid += valid
+        TICKS.labels(SERVICE).inc(valid)
+        MESSAGES.labels(SERVICE, self.topics.ticks_raw, "in").inc(len(msgs))
+
+    def _publish(self, out: int, builder: TickBatchBuilder) -> None:
+        batch_id = f"{self.group_id}:{builder.source_partition}@{builder.first_offset}>{out}"
+        value = self.batch_serde.encode(builder.record(batch_id, _now_us()))
+        self._producer.produce(self.topics.ticks, value, partition=out, on_delivery=self._on_delivery)
+        self.stats.batches += 1
+        MESSAGES.labels(SERVICE, self.topics.ticks, "out").inc()
+
+    def flush_batches(self) -> None:
+        for out, builder in self._builders.items():
+            self._publish(out, builder)
+        self._builders.clear()
+        self._batch_started = 0.0
+        self._producer.poll(0)
+
+    def checkpoint(self, force: bool = False) -> None:
+        """Flush batches and the producer, then write state + offsets, then commit offsets to Kafka."""
+        now = time.monotonic()
+        if not force and (now - self._last_checkpoint) * 1000 < self.settings.feed.checkpoint_ms:
+            return
+        self._last_checkpoint = now
+        self.flush_batches()
+        if not self._dirty:
+            return
+        remaining = self._producer.flush(30)
+        if remaining or self._delivery_errors:
+            raise RuntimeError(
+                f"producer could not deliver {remaining} messages ({self._delivery_errors[:3]}); "
+                "not checkpointing: the inputs will be re-read after restart"
+            )
+        parts = sorted(self._dirty)
+        self._store.save(
+            self.group_id,
+            self.topics.ticks_raw,
+            {p: Checkpoint(self._next_offset[p], self._seq[p].to_bytes()) for p in parts},
+        )
+        self._consumer.commit(
+            offsets=[TopicPartition(self.topics.ticks_raw, p, self._next_offset[p]) for p in parts],
+            asynchronous=True,
+        )
+        self._dirty.clear()
+        self.stats.checkpoints += 1
+        CHECKPOINTS.labels(SERVICE).inc()
+
+    def stop(self, *_: Any) -> None:
+        self._running = False
+
+    def run(self, idle_exit_s: float | None = None, install_signals: bool = True) -> FeedStats:
+        """Run until SIGTERM/SIGINT (or ``idle_exit_s`` seconds without input); returns the counts."""
+        if install_signals:
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+        self._consumer.subscribe(
+            [self.topics.ticks_raw], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+        max_ms = self.settings.feed.batch_max_ms / 1000
+        take = self.settings.feed.consume_batch
+        last_input = time.monotonic()
+        try:
+            while self._running:
+                msgs = self._consumer.consume(num_messages=take, timeout=min(max_ms, 0.05))
+                if msgs:
+                    self.process(msgs)
+                    last_input = time.monotonic()
+                elif (
+                    idle_exit_s is not None
+                    and self._assigned_at
+                    and time.monotonic() - max(last_input, self._assigned_at) > idle_exit_s
+                ):
+                    break
+                if self._batch_started and time.monotonic() - self._batch_started >= max_ms:
+                    self.flush_batches()
+                self.checkpoint()
+                self._producer.poll(0)
+            self.checkpoint(force=True)
+        finally:
+            self._consumer.close()
+            self._store.close()
+        return self.stats

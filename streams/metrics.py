@@ -1,0 +1,30 @@
+"""Prometheus metrics shared by every service (names used by the Grafana dashboard in infra/compose)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+MESSAGES = Counter("stockpulse_messages", "Messages consumed or produced", ["service", "topic", "direction"])
+TICKS = Counter("stockpulse_ticks", "Ticks processed", ["service"])
+DEAD_LETTERS = Counter(
+    "stockpulse_dead_letters", "Messages sent to the dead-letter topic", ["service", "reason_code"]
+)
+STAGE_LATENCY = Histogram(
+    "stockpulse_stage_latency_seconds",
+    "Latency of a pipeline stage, from the stage timestamps carried in messages",
+    ["stage"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CONSUMER_LAG = Gauge(
+    "stockpulse_consumer_lag", "Messages behind, from our own offsets", ["service", "topic", "partition"]
+)
+INFERENCE = Counter("stockpulse_inference", "Predictions by path", ["path"])
+CACHE_REQUESTS = Counter("stockpulse_cache_requests", "Hot-state cache lookups", ["result"])
+SINK_ERRORS = Counter("stockpulse_sink_errors", "Sink write failures (retried)", ["sink"])
+CHECKPOINTS = Counter("stockpulse_checkpoints", "State checkpoints written", ["service"])
+
+
+def serve_metrics(port: int) -> None:
+    """Expose /metrics on ``port`` (0 disables it)."""
+    if port:
+        start_http_server(port, addr="0.0.0.0")
