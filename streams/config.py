@@ -145,9 +145,11 @@ class PostgresSettings(_Frozen):
 
 
 class ClickHouseSettings(_Frozen):
-    """The embedded engine (chdb) at ``path`` by default; a real server over HTTP when ``url`` is set."""
+    """ClickHouse over HTTP at ``url``: a real server in production, and locally the process that owns the
+    embedded engine's data directory at ``path`` (``stockpulse stack up``; chdb allows one process per
+    directory, so every other process talks HTTP to it with the same client code)."""
 
-    url: str | None = None
+    url: str = "http://127.0.0.1:18123"
     path: Path | None = None
     database: str = "stockpulse"
     username: str = "default"
@@ -214,6 +216,9 @@ class Settings(BaseSettings):
     stack: StackSettings = StackSettings()
     data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"
     log_level: Literal["debug", "info", "warn", "error"] = "warn"
+    service_group_prefix: str = Field(
+        "stockpulse", description="Faust apps and consumer groups are named <prefix>-<service>"
+    )
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port of a service; 0 = off")
 
     @field_validator("data_dir")
