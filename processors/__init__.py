@@ -1,1 +1,4 @@
-"""Pure computation: indicators, bars, features, detectors. No I/O, no Faust, no imports of streams or sinks."""
+"""Pure computation: indicators, bars, features, detectors.
+
+No I/O, no Faust, and no imports of ``streams`` or ``sinks``.
+"""
