@@ -157,12 +157,22 @@ class ClickHouseSettings(_Frozen):
 
 
 class TritonSettings(_Frozen):
+    """The signal model client (:mod:`streams.inference`): Triton over gRPC with a per-request deadline of
+    ``timeout_ms``, micro-batches of up to ``max_batch`` rows (<= the model config's max_batch_size) collected
+    for at most ``max_wait_us``, a circuit breaker, and an in-process onnxruntime fallback."""
+
     grpc_url: str = "127.0.0.1:18001"
     http_url: str = "127.0.0.1:18000"
     model_name: str = "signal"
     timeout_ms: int = Field(50, ge=1)
     max_batch: int = Field(256, ge=1)
     max_wait_us: int = Field(500, ge=0)
+    max_inflight: int = Field(8, ge=1, description="Triton requests in flight at once per client")
+    breaker_failures: int = Field(5, ge=1, description="consecutive failures/timeouts that open the breaker")
+    breaker_cooldown_ms: int = Field(1000, ge=0, description="open time before one half-open probe")
+    fallback_model: Path | None = Field(
+        None, description="model.onnx of the in-process fallback; None: triton_models/signal/1/model.onnx"
+    )
 
 
 class FeedSettings(_Frozen):
@@ -179,6 +189,17 @@ class FeedSettings(_Frozen):
         200, ge=10, le=60_000, description="how often state and offsets are checkpointed"
     )
     consume_batch: int = Field(5000, ge=1, le=100_000, description="messages taken per consume call")
+
+
+class PriceSettings(_Frozen):
+    """The price service: bars and indicators."""
+
+    checkpoint_s: float = Field(1.0, gt=0, description="how often state and offsets are checkpointed")
+    idle_flush_s: float = Field(
+        2.0,
+        ge=0,
+        description="close a partition's open bars after this many seconds without ticks (0 = never)",
+    )
 
 
 class StackSettings(_Frozen):
@@ -213,6 +234,7 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     triton: TritonSettings = TritonSettings()
     feed: FeedSettings = FeedSettings()
+    price: PriceSettings = PriceSettings()
     stack: StackSettings = StackSettings()
     data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"
     log_level: Literal["debug", "info", "warn", "error"] = "warn"
