@@ -23,7 +23,7 @@ topics_app = typer.Typer(help="Kafka topics of the pipeline.", no_args_is_help=T
 schemas_app = typer.Typer(help="Avro schemas and their id catalog.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 120)
 
 
 def _add_stack_app() -> None:

@@ -32,7 +32,7 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
 
 
 def make_app(settings: Settings, service: str, **overrides: Any) -> faust.App:
-    """A Faust app for one service: its own consumer group ``stockpulse-<service>``, raw bytes values.
+    """A Faust app for one service: its own consumer group ``<prefix>-<service>``, raw bytes values.
 
     Faust's own offset commits are disabled in effect (long interval): services checkpoint their state and
     offsets in PostgreSQL and seek there on assignment (see ``sinks.checkpoints``).
@@ -57,4 +57,9 @@ def make_app(settings: Settings, service: str, **overrides: Any) -> faust.App:
         "table_cleanup_interval": 3600.0,
     }
     conf.update(overrides)
-    return faust.App(f"stockpulse-{service}", **conf)
+    return faust.App(f"{settings.service_group_prefix}-{service}", **conf)
+
+
+def raw_topic(app: faust.App, name: str) -> faust.TopicT:
+    """A topic whose keys and values are bytes (we encode Avro ourselves, in batches)."""
+    return app.topic(name, key_serializer="raw", value_serializer="raw")

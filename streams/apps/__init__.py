@@ -1,0 +1,1 @@
+"""Faust apps: one per service (price, signal, order, sink), each its own consumer group."""
