@@ -1,0 +1,82 @@
+-- StockPulse orders of record in PostgreSQL. Applied by sinks.postgres_orders.apply_schema (idempotent,
+-- under an advisory lock so concurrent services do not race). Names are unqualified: the adapter sets
+-- search_path to its schema (default public). Timestamps are timestamptz with microsecond precision, exactly
+-- the records' *_us values; reads return them as *_us integers again.
+
+-- Signals of record: one row per deterministic signal_id.
+CREATE TABLE IF NOT EXISTS signals (
+    signal_id      text             PRIMARY KEY,
+    symbol         text             NOT NULL,
+    timeframe      text             NOT NULL,
+    start          timestamptz      NOT NULL,
+    action         text             NOT NULL CHECK (action IN ('HOLD', 'BUY', 'SELL')),
+    score          double precision NOT NULL,
+    price          double precision NOT NULL,
+    model_version  text             NOT NULL,
+    inference_path text             NOT NULL,
+    ingest_us      bigint           NOT NULL DEFAULT 0,
+    close_us       bigint           NOT NULL DEFAULT 0,
+    indicator_us   bigint           NOT NULL DEFAULT 0,
+    inference_us   bigint           NOT NULL DEFAULT 0,
+    publish_us     bigint           NOT NULL DEFAULT 0,
+    inserted_at    timestamptz      NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS signals_symbol_start ON signals (symbol, start DESC);
+
+-- A partitioned table's unique keys must contain the partition key, so orders' primary key is
+-- (order_id, ts). order_ids makes order_id unique across all partitions (a re-processed order whose ts
+-- differs is still one order): orders are inserted only when their id is new here, in the same statement.
+CREATE TABLE IF NOT EXISTS order_ids (
+    order_id text        PRIMARY KEY,
+    ts       timestamptz NOT NULL
+);
+
+-- Monthly range partitions (orders_yYYYYmMM) are created on demand by the adapter for every month a batch
+-- touches (and for the current and next month at open). No DEFAULT partition: rows parked there would block
+-- creating the month's partition later.
+CREATE TABLE IF NOT EXISTS orders (
+    order_id    text             NOT NULL,
+    signal_id   text             NOT NULL DEFAULT '',
+    symbol      text             NOT NULL,
+    side        text             NOT NULL CHECK (side IN ('BUY', 'SELL')),
+    quantity    double precision NOT NULL,
+    ref_price   double precision NOT NULL,
+    status      text             NOT NULL CHECK (status IN ('ACCEPTED', 'REJECTED')),
+    reason      text             NOT NULL DEFAULT '',
+    source      text             NOT NULL DEFAULT 'signal',
+    ts          timestamptz      NOT NULL,
+    ingest_us   bigint           NOT NULL DEFAULT 0,
+    signal_us   bigint           NOT NULL DEFAULT 0,
+    inserted_at timestamptz      NOT NULL DEFAULT now(),
+    PRIMARY KEY (order_id, ts)
+) PARTITION BY RANGE (ts);
+CREATE INDEX IF NOT EXISTS orders_symbol_ts ON orders (symbol, ts DESC);
+
+-- Fills: no foreign key to orders (orders and fills arrive on different topics and batches).
+CREATE TABLE IF NOT EXISTS fills (
+    fill_id      text             PRIMARY KEY,
+    order_id     text             NOT NULL,
+    symbol       text             NOT NULL,
+    side         text             NOT NULL CHECK (side IN ('BUY', 'SELL')),
+    quantity     double precision NOT NULL,
+    price        double precision NOT NULL,
+    ts           timestamptz      NOT NULL,
+    position     double precision NOT NULL,
+    avg_price    double precision NOT NULL,
+    realized_pnl double precision NOT NULL,
+    inserted_at  timestamptz      NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS fills_symbol_ts ON fills (symbol, ts DESC);
+CREATE INDEX IF NOT EXISTS fills_order_id ON fills (order_id);
+
+-- The position after the newest fill per symbol; upserted only forward in time (updated_at = fill ts).
+CREATE TABLE IF NOT EXISTS positions (
+    symbol       text             PRIMARY KEY,
+    quantity     double precision NOT NULL,
+    avg_price    double precision NOT NULL,
+    realized_pnl double precision NOT NULL,
+    last_price   double precision NOT NULL,
+    updated_at   timestamptz      NOT NULL,
+    fill_id      text             NOT NULL,
+    order_id     text             NOT NULL
+);
