@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 T = TypeVar("T")
+TopicPartition = tuple[str, int]
 
 DDL = """
 CREATE TABLE IF NOT EXISTS stream_checkpoints (
@@ -35,7 +36,7 @@ CREATE TABLE IF NOT EXISTS stream_checkpoints (
 
 UPSERT = """
 INSERT INTO stream_checkpoints (group_id, topic, partition, next_offset, state, updated_at)
-SELECT $1, $2, p, o, s, now() FROM unnest($3::integer[], $4::bigint[], $5::bytea[]) AS u(p, o, s)
+SELECT $1, t, p, o, s, now() FROM unnest($2::text[], $3::integer[], $4::bigint[], $5::bytea[]) AS u(t, p, o, s)
 ON CONFLICT (group_id, topic, partition)
 DO UPDATE SET next_offset = EXCLUDED.next_offset, state = EXCLUDED.state, updated_at = now()
 """
@@ -77,27 +78,29 @@ class CheckpointStore:
             raise RuntimeError("CheckpointStore.open() was not called")
         return self._pool
 
-    async def load(self, group_id: str, topic: str, partitions: list[int]) -> dict[int, Checkpoint]:
+    async def load(self, group_id: str, topics: list[str], partitions: list[int]) -> dict[TopicPartition, Checkpoint]:
+        """The checkpoints of these topics' partitions: (topic, partition) -> Checkpoint."""
         rows = await self._require().fetch(
-            "SELECT partition, next_offset, state FROM stream_checkpoints "
-            "WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::integer[])",
+            "SELECT topic, partition, next_offset, state FROM stream_checkpoints "
+            "WHERE group_id = $1 AND topic = ANY($2::text[]) AND partition = ANY($3::integer[])",
             group_id,
-            topic,
+            topics,
             partitions,
         )
-        return {r["partition"]: Checkpoint(r["next_offset"], bytes(r["state"])) for r in rows}
+        return {(r["topic"], r["partition"]): Checkpoint(r["next_offset"], bytes(r["state"])) for r in rows}
 
-    async def save(self, group_id: str, topic: str, checkpoints: Mapping[int, Checkpoint]) -> None:
+    async def save(self, group_id: str, checkpoints: Mapping[TopicPartition, Checkpoint]) -> None:
+        """Write all rows in one statement (one transaction): either every row is updated or none."""
         if not checkpoints:
             return
-        parts = list(checkpoints)
+        keys = list(checkpoints)
         await self._require().execute(
             UPSERT,
             group_id,
-            topic,
-            parts,
-            [checkpoints[p].next_offset for p in parts],
-            [checkpoints[p].state for p in parts],
+            [t for t, _ in keys],
+            [p for _, p in keys],
+            [checkpoints[k].next_offset for k in keys],
+            [checkpoints[k].state for k in keys],
         )
 
     async def clear(self, group_id: str) -> None:
@@ -117,11 +120,11 @@ class SyncCheckpointStore:
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def load(self, group_id: str, topic: str, partitions: list[int]) -> dict[int, Checkpoint]:
-        return self._run(self._store.load(group_id, topic, partitions))
+    def load(self, group_id: str, topics: list[str], partitions: list[int]) -> dict[TopicPartition, Checkpoint]:
+        return self._run(self._store.load(group_id, topics, partitions))
 
-    def save(self, group_id: str, topic: str, checkpoints: Mapping[int, Checkpoint]) -> None:
-        self._run(self._store.save(group_id, topic, checkpoints))
+    def save(self, group_id: str, checkpoints: Mapping[TopicPartition, Checkpoint]) -> None:
+        self._run(self._store.save(group_id, checkpoints))
 
     def clear(self, group_id: str) -> None:
         self._run(self._store.clear(group_id))

@@ -142,6 +142,7 @@ class RedisSettings(_Frozen):
 class PostgresSettings(_Frozen):
     dsn: SecretStr = SecretStr("postgresql://stockpulse@127.0.0.1:15432/stockpulse")
     replica_dsn: SecretStr = SecretStr("postgresql://stockpulse@127.0.0.1:15433/stockpulse")
+    schema_name: str = Field("public", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="schema of the tables")
 
 
 class ClickHouseSettings(_Frozen):
@@ -202,6 +203,38 @@ class PriceSettings(_Frozen):
     )
 
 
+class SignalSettings(_Frozen):
+    """The signal service: which indicator timeframes become signals, and the hysteresis thresholds."""
+
+    timeframes: tuple[str, ...] = ("1m",)
+    buy_above: float = Field(
+        0.53, ge=0, le=1, description="probability at or above which the regime turns long"
+    )
+    sell_below: float = Field(0.47, ge=0, le=1, description="probability at or below which it turns short")
+    checkpoint_s: float = Field(1.0, gt=0)
+
+
+class OrderSettings(_Frozen):
+    """The order service: risk limits of the paper trader (see ``processors.orders``)."""
+
+    order_quantity: float = Field(1.0, gt=0)
+    max_position: float = Field(1.0, gt=0)
+    max_notional: float = Field(10_000_000.0, gt=0)
+    max_orders_per_minute: int = Field(10, ge=0)
+    max_staleness_s: float = Field(300.0, gt=0, description="reject when the next tick is later than this")
+    kill_switch: bool = Field(False, description="reject every new order")
+    checkpoint_s: float = Field(1.0, gt=0)
+
+
+class SinkSettings(_Frozen):
+    """The sink service: how much it buffers before writing to the stores."""
+
+    flush_s: float = Field(0.5, gt=0, description="write buffered records at least this often")
+    max_buffered: int = Field(20_000, ge=1, description="write when this many records are buffered")
+    redis_max_bars: int = Field(2000, ge=1, description="bars kept per symbol and timeframe in Redis")
+    ticks_ttl_days: int = Field(90, ge=0, description="ClickHouse tick history retention (0 = forever)")
+
+
 class StackSettings(_Frozen):
     """The local stack (``stockpulse stack up``): loopback ports and the data directory."""
 
@@ -235,6 +268,9 @@ class Settings(BaseSettings):
     triton: TritonSettings = TritonSettings()
     feed: FeedSettings = FeedSettings()
     price: PriceSettings = PriceSettings()
+    signal: SignalSettings = SignalSettings()
+    order: OrderSettings = OrderSettings()
+    sink: SinkSettings = SinkSettings()
     stack: StackSettings = StackSettings()
     data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"
     log_level: Literal["debug", "info", "warn", "error"] = "warn"

@@ -1,13 +1,15 @@
-"""``stockpulse demo``: the pipeline on the local stack with real data, and a summary whose counts add up.
+"""``stockpulse demo``: the whole pipeline on the local stack with real data, and a summary that adds up.
 
-Steps: topics for this run (``demo-<id>.*``, so earlier runs do not blur the counts) -> the feed handler and
-the price service as separate processes (as in production) -> replay of the real recordings in
+Steps: a namespace for this run (topics ``demo-<id>.*``, Redis prefix, ClickHouse database and PostgreSQL
+schema ``demo_<id>``, so earlier runs do not blur the counts) -> the feed handler and the price, signal,
+order and sink services as separate processes (as in production) -> replay of the real recordings in
 ``../shared/data`` plus three deliberately bad messages -> wait until every replayed tick is either in a
-1-second bar or in the dead-letter topic -> summary.
+1-second bar or in the dead-letter topic, and the stores hold what the topics carried -> summary.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -18,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from confluent_kafka import Consumer
 from rich.console import Console
 from rich.table import Table
 
@@ -26,19 +29,21 @@ from streams.config import Settings
 from streams.kafka import create_topics
 from streams.sources.producer import TickProducer
 from streams.sources.recordings import load_recording
+from streams.stores import clickhouse_history, postgres_orders
 
 DEFAULT_FILES = (
     "eurusd_2020-01-01_quotes.csv",
     "truefx_usdjpy_2013-01_quotes.csv",
     "binance_btcusdt_trades.parquet",
 )
+SERVICES = ("feed", "price", "signal", "order", "sink")
 DEMO_TS = 1_577_898_000_000_000
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment variables that make a child process see the same (run-specific) settings."""
     t = settings.topics
-    env = {
+    return {
         "STOCKPULSE_TOPICS__TICKS_RAW": t.ticks_raw,
         "STOCKPULSE_TOPICS__TICKS": t.ticks,
         "STOCKPULSE_TOPICS__BARS_PREFIX": t.bars_prefix,
@@ -49,11 +54,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "STOCKPULSE_TOPICS__DEAD_LETTER": t.dead_letter,
         "STOCKPULSE_FEED__GROUP_ID": settings.feed.group_id,
         "STOCKPULSE_SERVICE_GROUP_PREFIX": settings.service_group_prefix,
+        "STOCKPULSE_REDIS__KEY_PREFIX": settings.redis.key_prefix,
+        "STOCKPULSE_CLICKHOUSE__DATABASE": settings.clickhouse.database,
+        "STOCKPULSE_POSTGRES__SCHEMA_NAME": settings.postgres.schema_name,
     }
-    return env
 
 
 def run_settings(settings: Settings, run: str) -> Settings:
+    """Settings whose topics, consumer groups and store namespaces belong to this run only."""
     t = settings.topics.model_copy(
         update={
             "ticks_raw": f"{run}.ticks.raw",
@@ -66,11 +74,21 @@ def run_settings(settings: Settings, run: str) -> Settings:
             "dead_letter": f"{run}.deadletter",
         }
     )
-    feed = settings.feed.model_copy(update={"group_id": f"{run}-feed"})
-    return settings.model_copy(update={"topics": t, "feed": feed, "service_group_prefix": run})
+    ns = run.replace("-", "_")
+    return settings.model_copy(
+        update={
+            "topics": t,
+            "feed": settings.feed.model_copy(update={"group_id": f"{run}-feed"}),
+            "service_group_prefix": run,
+            "redis": settings.redis.model_copy(update={"key_prefix": run}),
+            "clickhouse": settings.clickhouse.model_copy(update={"database": ns}),
+            "postgres": settings.postgres.model_copy(update={"schema_name": ns}),
+        }
+    )
 
 
-def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start ``stockpulse ARGS`` as its own process group, output to ``log``."""
     out = log.open("ab")
     return subprocess.Popen(
         [sys.executable, "-m", "streams.cli", *args],
@@ -81,22 +99,23 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
     )
 
 
-def _bad_messages() -> list[tuple[bytes, str]]:
+def stop(procs: dict[str, subprocess.Popen[bytes]], timeout: float = 20.0) -> None:
+    for p in procs.values():
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in procs.values():
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(5)
+
+
+def bad_messages() -> list[tuple[bytes, str]]:
     bar = AvroSerde.for_record("Bar").encode(
-        {
-            "bar_id": "x",
-            "symbol": "EURUSD",
-            "timeframe": "1s",
-            "start_us": DEMO_TS,
-            "open": 1.0,
-            "high": 1.0,
-            "low": 1.0,
-            "close": 1.0,
-            "volume": 0.0,
-            "vwap": 1.0,
-            "trades": 1,
-        }
-    )
+        {"bar_id": "x", "symbol": "EURUSD", "timeframe": "1s", "start_us": DEMO_TS, "open": 1.0,
+         "high": 1.0, "low": 1.0, "close": 1.0, "volume": 0.0, "vwap": 1.0, "trades": 1}
+    )  # fmt: skip
     nan_tick = AvroSerde.for_record("Tick").encode(
         {"symbol": "EURUSD", "ts_us": DEMO_TS, "price": float("nan"), "size": 0.0, "source": "demo"}
     )
@@ -104,47 +123,85 @@ def _bad_messages() -> list[tuple[bytes, str]]:
     return [(corrupt, "corrupt_payload"), (bar, "wrong_schema"), (nan_tick, "invalid_price")]
 
 
-class _Tally:
-    """Reads the run's bar and dead-letter topics and keeps the totals."""
+class Tally:
+    """Reads the run's output topics and keeps the totals (distinct ids, so re-deliveries do not count)."""
 
     def __init__(self, settings: Settings) -> None:
-        from confluent_kafka import Consumer
-
-        self.settings = settings
-        self.bar_topic = settings.topics.bars("1s")
-        self._bars = AvroSerde.for_record("BarBatch")
-        self._dead = AvroSerde.for_record("DeadLetter")
-        self._consumer = Consumer(
-            {
-                **settings.kafka.librdkafka(),
-                "group.id": f"{settings.service_group_prefix}-tally",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-            }
-        )
-        self._consumer.subscribe([self.bar_topic, settings.topics.dead_letter])
-        self.bars = 0
-        self.ticks_in_bars = 0
+        t = settings.topics
+        self.kind = {t.bars("1s"): "bars_1s", t.dead_letter: "dead", t.signals: "signals", t.orders: "orders",
+                     t.fills: "fills"}  # fmt: skip
+        for tf in t.timeframes:
+            self.kind.setdefault(t.bars(tf), f"bars_{tf}")
+        self.serde = {
+            "bars": AvroSerde.for_record("BarBatch"),
+            "dead": AvroSerde.for_record("DeadLetter"),
+            "signals": AvroSerde.for_record("Signal"),
+            "orders": AvroSerde.for_record("Order"),
+            "fills": AvroSerde.for_record("Fill"),
+        }
+        self.ids: dict[str, set[str]] = {k: set() for k in self.kind.values()}
+        self.ticks_in_1s_bars = 0
         self.dead = Counter[str]()
-        self.bar_ids: set[str] = set()
+        self.actions = Counter[str]()
+        self.paths = Counter[str]()
+        self.order_status = Counter[str]()
+        self._consumer = Consumer(
+            {**settings.kafka.librdkafka(), "group.id": f"{settings.service_group_prefix}-tally",
+             "auto.offset.reset": "earliest", "enable.auto.commit": False}
+        )  # fmt: skip
+        self._consumer.subscribe(list(self.kind))
+
+    def count(self, kind: str) -> int:
+        return len(self.ids[kind])
 
     def poll(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             for msg in self._consumer.consume(1000, timeout=0.1):
-                if msg.error() is not None:
-                    continue
-                if msg.topic() == self.bar_topic:
-                    for bar in self._bars.decode(msg.value() or b"")["bars"]:
-                        if bar["bar_id"] not in self.bar_ids:
-                            self.bar_ids.add(bar["bar_id"])
-                            self.bars += 1
-                            self.ticks_in_bars += bar["trades"]
-                else:
-                    self.dead[self._dead.decode(msg.value() or b"")["reason_code"]] += 1
+                if msg.error() is None:
+                    self._add(self.kind[msg.topic() or ""], msg.value() or b"")
+
+    def _add(self, kind: str, value: bytes) -> None:
+        if kind.startswith("bars_"):
+            for bar in self.serde["bars"].decode(value)["bars"]:
+                if bar["bar_id"] not in self.ids[kind]:
+                    self.ids[kind].add(bar["bar_id"])
+                    if kind == "bars_1s":
+                        self.ticks_in_1s_bars += bar["trades"]
+        elif kind == "dead":
+            d = self.serde["dead"].decode(value)
+            key = f"{d['topic']}:{d['partition']}:{d['offset']}:{d['reason_code']}:{d['payload']!r}"
+            if key not in self.ids["dead"]:
+                self.ids["dead"].add(key)
+                self.dead[d["reason_code"]] += 1
+        else:
+            rec = self.serde[kind].decode(value)
+            rid = rec[{"signals": "signal_id", "orders": "order_id", "fills": "fill_id"}[kind]]
+            if rid not in self.ids[kind]:
+                self.ids[kind].add(rid)
+                if kind == "signals":
+                    self.actions[rec["action"]] += 1
+                    self.paths[rec["inference_path"]] += 1
+                elif kind == "orders":
+                    self.order_status[rec["status"]] += 1
 
     def close(self) -> None:
         self._consumer.close()
+
+
+async def store_counts(settings: Settings) -> dict[str, int]:
+    """Distinct rows per table in ClickHouse and PostgreSQL for this run's namespace."""
+    ch = await clickhouse_history(settings).open()
+    pg = await postgres_orders(settings).open()
+    try:
+        ch_counts = await ch.counts()
+        pg_counts = await pg.counts()
+    finally:
+        await ch.close()
+        await pg.close()
+    out = {f"clickhouse.{k}": v.distinct for k, v in ch_counts.items()}
+    out.update({f"postgres.{k}": v for k, v in pg_counts.items()})
+    return out
 
 
 def run_demo(settings: Settings, files: list[Path] | None, timeout: float, console: Console) -> int:
@@ -154,77 +211,90 @@ def run_demo(settings: Settings, files: list[Path] | None, timeout: float, conso
     logs = settings.stack.dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = settings_env(s)
-    t = s.topics
-    console.print(f"[bold]demo run {run}[/bold]: topics {t.ticks_raw} -> {t.ticks} -> {t.bars('1s')}")
+    console.print(f"[bold]demo run {run}[/bold]: services {', '.join(SERVICES)}; logs in {logs}/{run}-*.log")
     procs = {
-        "feed": _spawn(["feed"], env, logs / f"{run}-feed.log"),
-        "price": _spawn(["worker", "price"], env, logs / f"{run}-price.log"),
+        name: spawn(["feed"] if name == "feed" else ["worker", name], env, logs / f"{run}-{name}.log")
+        for name in SERVICES
     }
-    tally = _Tally(s)
+    tally = Tally(s)
     t0 = time.perf_counter()
+    bad = bad_messages()
     try:
         producer = TickProducer(s, "avro")
-        sent = 0
         per_file: list[tuple[str, str, int]] = []
         for f in files or [settings.data_dir / name for name in DEFAULT_FILES]:
             rec = load_recording(f)
             r = producer.send([rec.symbol], np.zeros(len(rec), np.int32), rec.ts_us, rec.price, rec.size)
             per_file.append((f.name, rec.symbol, r.sent))
-            sent += r.sent
-        bad = _bad_messages()
         for value, _ in bad:
             producer.send_raw(value, b"EURUSD")
         producer.flush()
-        total = sent + len(bad)
-        console.print(f"replayed {sent} real ticks + {len(bad)} bad messages; waiting for the pipeline ...")
+        total = sum(n for _, _, n in per_file) + len(bad)
+        console.print(f"replayed {total - len(bad):,} real ticks + {len(bad)} bad messages; waiting ...")
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            tally.poll(0.5)
+        stores: dict[str, int] = {}
+        settled = False
+        while time.monotonic() < deadline and not settled:
+            tally.poll(1.0)
             for name, p in procs.items():
                 if p.poll() is not None:
-                    log = logs / f"{run}-{name}.log"
-                    console.print(f"[red]{name} exited with {p.returncode}; see {log}[/red]")
+                    console.print(
+                        f"[red]{name} exited with {p.returncode}; see {logs}/{run}-{name}.log[/red]"
+                    )
                     return 1
-            if tally.ticks_in_bars + sum(tally.dead.values()) >= total:
-                break
+            if tally.ticks_in_1s_bars + sum(tally.dead.values()) < total:
+                continue
+            stores = asyncio.run(store_counts(s))
+            settled = _stores_match(tally, stores, total - len(bad))
         wall = time.perf_counter() - t0
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+        stop(procs)
         tally.close()
-    return _summary(console, per_file, total, len(bad), tally, wall, [reason for _, reason in bad])
+    return _summary(console, per_file, total, bad, tally, stores, wall, settled)
+
+
+def _stores_match(tally: Tally, stores: dict[str, int], valid_ticks: int) -> bool:
+    bars = sum(tally.count(k) for k in tally.ids if k.startswith("bars_"))
+    return (
+        stores.get("clickhouse.ticks") == valid_ticks
+        and stores.get("clickhouse.bars") == bars
+        and stores.get("clickhouse.signals") == tally.count("signals")
+        and stores.get("postgres.orders") == tally.count("orders")
+        and stores.get("postgres.fills") == tally.count("fills")
+    )
 
 
 def _summary(
     console: Console,
     per_file: list[tuple[str, str, int]],
     total: int,
-    bad: int,
-    tally: _Tally,
+    bad: list[tuple[bytes, str]],
+    tally: Tally,
+    stores: dict[str, int],
     wall: float,
-    expected_reasons: list[str],
+    settled: bool,
 ) -> int:
     table = Table(title="StockPulse demo summary")
     table.add_column("what")
     table.add_column("count", justify="right")
     for name, symbol, n in per_file:
-        table.add_row(f"ticks replayed from {name} ({symbol})", f"{n:,}")
-    table.add_row("bad messages injected", str(bad))
+        table.add_row(f"ticks replayed: {symbol} ({name})", f"{n:,}")
+    table.add_row("bad messages injected", str(len(bad)))
     table.add_row("ticks in (total)", f"{total:,}")
     dead = sum(tally.dead.values())
-    table.add_row("invalid -> dead-letter topic", f"{dead:,} " + str(dict(tally.dead)))
-    table.add_row("1s bars out", f"{tally.bars:,}")
-    table.add_row("ticks inside those bars", f"{tally.ticks_in_bars:,}")
-    table.add_row("ticks in bars + dead letters", f"{tally.ticks_in_bars + dead:,}")
-    table.add_row("wall time", f"{wall:.1f} s")
-    table.add_row("throughput", f"{total / wall:,.0f} ticks/s (includes process start-up and group joins)")
+    table.add_row("invalid -> dead-letter topic", f"{dead:,} {dict(tally.dead)}")
+    for kind in sorted(k for k in tally.ids if k.startswith("bars_")):
+        table.add_row(f"{kind.replace('bars_', '')} bars", f"{tally.count(kind):,}")
+    table.add_row("ticks inside the 1s bars", f"{tally.ticks_in_1s_bars:,}")
+    table.add_row("ticks in 1s bars + dead letters", f"{tally.ticks_in_1s_bars + dead:,}")
+    table.add_row("signals (1m)", f"{tally.count('signals'):,} {dict(tally.actions)} via {dict(tally.paths)}")
+    table.add_row("orders", f"{tally.count('orders'):,} {dict(tally.order_status)}")
+    table.add_row("fills", f"{tally.count('fills'):,}")
+    for name, n in sorted(stores.items()):
+        table.add_row(f"stored: {name}", f"{n:,}")
+    table.add_row("wall time", f"{wall:.1f} s (includes process start-up and consumer group joins)")
     console.print(table)
-    ok = tally.ticks_in_bars + dead == total and sorted(tally.dead.elements()) == sorted(expected_reasons)
+    expected = sorted(reason for _, reason in bad)
+    ok = tally.ticks_in_1s_bars + dead == total and sorted(tally.dead.elements()) == expected and settled
     console.print("[green]counts add up[/green]" if ok else "[red]counts do not add up[/red]")
     return 0 if ok else 1

@@ -129,9 +129,10 @@ class FeedHandler:
     # -- partition ownership ------------------------------------------------------------------------------
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         parts = [tp.partition for tp in partitions]
-        saved = self._store.load(self.group_id, self.topics.ticks_raw, parts)
+        topic = self.topics.ticks_raw
+        saved = self._store.load(self.group_id, [topic], parts)
         for tp in partitions:
-            cp = saved.get(tp.partition)
+            cp = saved.get((topic, tp.partition))
             if cp is not None:
                 tp.offset = cp.next_offset
                 self._seq[tp.partition] = Sequencer.from_bytes(cp.state)
@@ -241,10 +242,10 @@ class FeedHandler:
                 "not checkpointing: the inputs will be re-read after restart"
             )
         parts = sorted(self._dirty)
+        topic = self.topics.ticks_raw
         self._store.save(
             self.group_id,
-            self.topics.ticks_raw,
-            {p: Checkpoint(self._next_offset[p], self._seq[p].to_bytes()) for p in parts},
+            {(topic, p): Checkpoint(self._next_offset[p], self._seq[p].to_bytes()) for p in parts},
         )
         self._consumer.commit(
             offsets=[TopicPartition(self.topics.ticks_raw, p, self._next_offset[p]) for p in parts],

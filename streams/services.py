@@ -11,6 +11,9 @@ from streams.config import get_settings
 #: service name -> module with ``build(settings) -> faust.App``
 SERVICES = {
     "price": "streams.apps.price",
+    "signal": "streams.apps.signal",
+    "order": "streams.apps.order",
+    "sink": "streams.apps.sink",
 }
 
 

@@ -1,0 +1,263 @@
+"""Risk checks and paper execution, per symbol, decided in event time (pure code).
+
+A BUY signal targets a long position of ``order_quantity``, a SELL signal a short one of the same size; the
+order is the difference to the current position. The order is executed on paper at the *next tick*: the
+first tick received in the first bar interval that starts at or after the end of the signal's bar (so the
+book keeps one tick per bar interval, not every tick). Everything is decided when that tick is known, so the
+outcome depends only on the two input streams' contents, never on how the signal and tick topics interleave
+on arrival (for ticks that arrive in time order, as the feed delivers them per symbol):
+
+* stale price: the next tick came more than ``max_staleness_us`` after the bar end -> REJECTED;
+* kill switch engaged -> REJECTED;
+* rate limit: more than ``max_orders_per_minute`` accepted orders of the symbol within 60 s of event time
+  -> REJECTED;
+* position limit: ``|position after| > max_position`` -> REJECTED;
+* notional limit: ``|position after| * price > max_notional`` -> REJECTED;
+* otherwise ACCEPTED, and filled at the next tick's price; position, average price and realized PnL follow.
+
+Ids are deterministic: order id ``o-<signal id>``, fill id ``f-<signal id>``.
+
+>>> book = OrderBook(RiskLimits(order_quantity=1.0), timeframes_us=(60,))
+>>> book.on_signal({"signal_id": "s1", "symbol": "A", "action": "BUY", "start_us": 0}, 60)
+([], [])
+>>> book.pending_count()   # the bar ends at 60: waiting for the next tick
+1
+>>> orders, fills = book.on_ticks("A", [(50, 9.0, 1), (100, 10.0, 2)])
+>>> [(o["status"], o["side"], o["ref_price"]) for o in orders], [(f["price"], f["position"]) for f in fills]
+([('ACCEPTED', 'BUY', 10.0)], [(10.0, 1.0)])
+>>> orders, fills = book.on_signal({"signal_id": "s2", "symbol": "A", "action": "SELL", "start_us": 60}, 60)
+>>> book.on_ticks("A", [(130, 12.0, 3)])[1][0]["realized_pnl"]  # sold 2 at 12: long closed (+2), now short
+2.0
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+MINUTE_US = 60_000_000
+_MAGIC = b"SPOB"
+_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RiskLimits:
+    order_quantity: float = 1.0
+    max_position: float = 1.0
+    max_notional: float = 1e7
+    max_orders_per_minute: int = 10
+    max_staleness_us: int = 300_000_000
+    kill_switch: bool = False
+
+
+@dataclass(slots=True)
+class Position:
+    quantity: float = 0.0
+    avg_price: float = 0.0
+    realized_pnl: float = 0.0
+
+    def apply(self, signed_qty: float, price: float) -> None:
+        """Apply a fill of ``signed_qty`` (+ buy, - sell) at ``price``: average price and realized PnL."""
+        q = self.quantity
+        if q == 0.0 or (q > 0) == (signed_qty > 0):
+            new = q + signed_qty
+            self.avg_price = (self.avg_price * abs(q) + price * abs(signed_qty)) / abs(new)
+            self.quantity = new
+            return
+        closing = min(abs(q), abs(signed_qty))
+        direction = 1.0 if q > 0 else -1.0
+        self.realized_pnl += (price - self.avg_price) * closing * direction
+        new = q + signed_qty
+        if new == 0.0:
+            self.avg_price = 0.0
+        elif (new > 0) != (q > 0):
+            self.avg_price = price  # flipped: the remainder opened at this price
+        self.quantity = new
+
+
+@dataclass(slots=True)
+class _Symbol:
+    position: Position = field(default_factory=Position)
+    opens: dict[int, deque[tuple[int, int, float]]] = field(default_factory=dict)  # tf -> (bucket, ts, price)
+    last_seq: int = 0
+    pending: deque[tuple[dict[str, Any], int, int]] = field(default_factory=deque)  # (signal, bar end, tf)
+    accepted_at: deque[int] = field(default_factory=deque)  # event times of accepted orders
+    last_signal_start: int = -(2**62)
+
+
+class OrderBook:
+    """Pending signals, recent ticks and positions of the symbols of one partition."""
+
+    MAX_BUFFERED_BARS = 100_000
+
+    def __init__(
+        self, limits: RiskLimits | None = None, timeframes_us: tuple[int, ...] = (MINUTE_US,)
+    ) -> None:
+        self.limits = limits or RiskLimits()
+        self.timeframes_us = timeframes_us
+        self.symbols: dict[str, _Symbol] = {}
+
+    def _sym(self, symbol: str) -> _Symbol:
+        s = self.symbols.get(symbol)
+        if s is None:
+            s = self.symbols[symbol] = _Symbol()
+            s.opens = {tf: deque() for tf in self.timeframes_us}
+        return s
+
+    def pending_count(self) -> int:
+        return sum(len(s.pending) for s in self.symbols.values())
+
+    def on_ticks(
+        self, symbol: str, ticks: list[tuple[int, float, int]]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Add ticks (ts_us, price, seq) of a symbol in feed order; resolve the orders they complete."""
+        s = self._sym(symbol)
+        for ts, price, seq in ticks:
+            if seq <= s.last_seq:
+                continue  # re-delivered tick
+            s.last_seq = seq
+            for tf, opens in s.opens.items():
+                bucket = ts - ts % tf
+                if not opens or bucket > opens[-1][0]:
+                    opens.append((bucket, ts, price))
+                    if len(opens) > self.MAX_BUFFERED_BARS:
+                        opens.popleft()
+        return self._resolve(symbol, s)
+
+    def on_signal(
+        self, signal: dict[str, Any], timeframe_us: int
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Queue a BUY/SELL signal (HOLD only advances time); resolve what the buffered ticks allow."""
+        s = self._sym(signal["symbol"])
+        if signal["start_us"] <= s.last_signal_start:
+            return [], []  # re-delivered signal
+        s.last_signal_start = signal["start_us"]
+        bar_end = signal["start_us"] + timeframe_us
+        if timeframe_us not in s.opens:
+            raise ValueError(
+                f"signal timeframe of {timeframe_us} us is not one of the order book's {self.timeframes_us}; "
+                "add it to STOCKPULSE_SIGNAL__TIMEFRAMES"
+            )
+        if signal["action"] in ("BUY", "SELL"):
+            s.pending.append((signal, bar_end, timeframe_us))
+        elif not s.pending:
+            self._trim(s, bar_end, timeframe_us)
+        return self._resolve(signal["symbol"], s)
+
+    @staticmethod
+    def _trim(s: _Symbol, before_ts: int, timeframe_us: int) -> None:
+        """Drop bar opens that no later signal can use (signals of a symbol come in bar order)."""
+        opens = s.opens[timeframe_us]
+        while opens and opens[0][0] < before_ts:
+            opens.popleft()
+
+    def _resolve(self, symbol: str, s: _Symbol) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        orders: list[dict[str, Any]] = []
+        fills: list[dict[str, Any]] = []
+        while s.pending:
+            signal, bar_end, tf = s.pending[0]
+            opens = s.opens[tf]
+            tick = next(((ts, price) for bucket, ts, price in opens if bucket >= bar_end), None)
+            if tick is None:
+                break
+            s.pending.popleft()
+            order, fill = self._execute(symbol, s, signal, bar_end, tick)
+            orders.append(order)
+            if fill is not None:
+                fills.append(fill)
+            self._trim(s, bar_end, tf)
+        return orders, fills
+
+    def _execute(
+        self, symbol: str, s: _Symbol, signal: dict[str, Any], bar_end: int, tick: tuple[int, float]
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        lim = self.limits
+        ts, price = tick
+        target = lim.order_quantity if signal["action"] == "BUY" else -lim.order_quantity
+        qty = target - s.position.quantity
+        side = "BUY" if qty > 0 else "SELL"
+        while s.accepted_at and s.accepted_at[0] <= ts - MINUTE_US:
+            s.accepted_at.popleft()
+        reason = ""
+        if qty == 0.0:
+            reason = f"already at the target position {target:g}: nothing to trade"
+        elif ts - bar_end > lim.max_staleness_us:
+            reason = (
+                f"stale price: the next tick came {(ts - bar_end) / 1e6:.1f}s after the bar end "
+                f"(limit {lim.max_staleness_us / 1e6:g}s)"
+            )
+        elif lim.kill_switch:
+            reason = "kill switch engaged: no new orders (unset STOCKPULSE_ORDER__KILL_SWITCH to resume)"
+        elif len(s.accepted_at) >= lim.max_orders_per_minute:
+            reason = f"rate limit: {lim.max_orders_per_minute} orders per minute for {symbol} reached"
+        elif abs(target) > lim.max_position:
+            reason = f"position limit: |{target:g}| > {lim.max_position:g}"
+        elif abs(target) * price > lim.max_notional:
+            reason = f"notional limit: {abs(target) * price:,.2f} > {lim.max_notional:,.2f}"
+        base_id = signal["signal_id"]
+        order = {
+            "order_id": f"o-{base_id}",
+            "signal_id": base_id,
+            "symbol": symbol,
+            "side": side,
+            "quantity": abs(qty),
+            "ref_price": price,
+            "status": "REJECTED" if reason else "ACCEPTED",
+            "reason": reason,
+            "source": "signal",
+            "ts_us": ts,
+            "ingest_us": int(signal.get("ingest_us", 0)),
+            "signal_us": int(signal.get("publish_us", 0)),
+        }
+        if reason:
+            return order, None
+        s.accepted_at.append(ts)
+        s.position.apply(qty, price)
+        fill = {
+            "fill_id": f"f-{base_id}",
+            "order_id": order["order_id"],
+            "symbol": symbol,
+            "side": side,
+            "quantity": abs(qty),
+            "price": price,
+            "ts_us": ts,
+            "position": s.position.quantity,
+            "avg_price": s.position.avg_price,
+            "realized_pnl": s.position.realized_pnl,
+        }
+        return order, fill
+
+    def to_bytes(self) -> bytes:
+        """Checkpoint bytes (a versioned pickle of plain containers: our own data, never untrusted input)."""
+        payload = {
+            name: (
+                (s.position.quantity, s.position.avg_price, s.position.realized_pnl),
+                {tf: list(q) for tf, q in s.opens.items()},
+                s.last_seq,
+                list(s.pending),
+                list(s.accepted_at),
+                s.last_signal_start,
+            )
+            for name, s in self.symbols.items()
+        }
+        return _MAGIC + _VERSION.to_bytes(2, "little") + pickle.dumps(payload, protocol=5)
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, limits: RiskLimits | None = None, timeframes_us: tuple[int, ...] = (MINUTE_US,)
+    ) -> OrderBook:
+        if data[:4] != _MAGIC:
+            raise ValueError("not an order-book checkpoint (bad magic)")
+        version = int.from_bytes(data[4:6], "little")
+        if version != _VERSION:
+            raise ValueError(f"unsupported order-book checkpoint version {version} (reads {_VERSION})")
+        book = cls(limits, timeframes_us)
+        for name, (pos, opens, last_seq, pending, accepted, last_start) in pickle.loads(data[6:]).items():
+            sym = book._sym(name)
+            sym.position = Position(*pos)
+            sym.opens.update({tf: deque(q) for tf, q in opens.items()})
+            sym.last_seq, sym.last_signal_start = last_seq, last_start
+            sym.pending, sym.accepted_at = deque(pending), deque(accepted)
+        return book

@@ -1,0 +1,168 @@
+"""The plumbing every stateful Faust service shares: partition state, checkpoints, manual acks, dead letters.
+
+A service subclasses :class:`StatefulService`, names its input topics (co-partitioned: partition ``p`` of each
+carries the same symbols), and implements ``new_state``/``load_state`` and ``handle`` (one message). The base
+class restores state on assignment, skips re-delivered messages below the checkpoint, serializes message
+handling with timers, checkpoints on an interval and on revocation, and acknowledges events to Faust only
+after their checkpoint (see :mod:`streams.apps.checkpointing`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar, cast
+
+import faust
+from faust.types import TP, EventT
+
+from sinks.checkpoints import CheckpointStore
+from streams.apps.checkpointing import Checkpointer, PartitionState
+from streams.apps.common import make_app, raw_topic
+from streams.config import Settings
+from streams.deadletter import DeadLetterEncoder
+from streams.metrics import DEAD_LETTERS, MESSAGES
+
+S = TypeVar("S", bound=PartitionState)
+log = logging.getLogger("stockpulse.service")
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class StatefulService(ABC, Generic[S]):
+    """Base of the price, signal and order services (see the module docstring)."""
+
+    service: str = ""
+
+    def __init__(self, settings: Settings, inputs: list[str], checkpoint_s: float) -> None:
+        self.settings = settings
+        self.app = make_app(
+            settings, self.service, broker_commit_interval=3600.0, broker_commit_every=1_000_000
+        )
+        self.inputs = inputs
+        self.dead_topic = raw_topic(self.app, settings.topics.dead_letter)
+        self.dead = DeadLetterEncoder(self.service)
+        self.states: dict[int, S] = {}
+        self.last_input: dict[int, float] = {}
+        self.pending: list[EventT] = []
+        self.store = CheckpointStore(settings.postgres.dsn.get_secret_value())
+        self.checkpointer = Checkpointer(
+            self.store, self.service, self.app.conf.id, inputs, checkpoint_s, self.states.get
+        )
+        self._opened = False
+        self._lock = asyncio.Lock()  # one message, timer tick or checkpoint at a time
+        channel = self.app.topic(*inputs, key_serializer="raw", value_serializer="raw")
+        self.app.agent(channel, name=self.service)(self._agent)
+        self.app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
+        self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+
+    # -- what a service implements --------------------------------------------------------------------------
+    @abstractmethod
+    def new_state(self, partition: int) -> S: ...
+
+    @abstractmethod
+    def load_state(self, partition: int, blob: bytes) -> S: ...
+
+    @abstractmethod
+    async def handle(self, topic: str, partition: int, offset: int, value: bytes, state: S) -> None:
+        """Process one message of ``topic`` (its outputs are sent with ``send``)."""
+
+    async def on_open(self) -> None:
+        """Open the service's own connections (called once, before the first restore)."""
+
+    # -- partition ownership --------------------------------------------------------------------------------
+    def _mine(self, tps: set[TP]) -> list[int]:
+        return sorted({tp.partition for tp in tps if tp.topic in self.inputs})
+
+    async def _ensure_open(self) -> None:
+        if not self._opened:
+            await self.store.open()
+            await self.on_open()
+            self._opened = True
+
+    async def _on_assigned(self, app: Any, assigned: set[TP], **kwargs: Any) -> None:
+        await self._ensure_open()
+        parts = [p for p in self._mine(assigned) if p not in self.states]
+        if not parts:
+            return
+        saved = await self.checkpointer.restore(parts)
+        for p in parts:
+            blob = saved.get(p)
+            self.states[p] = self.load_state(p, blob) if blob else self.new_state(p)
+            self.last_input[p] = time.monotonic()
+
+    async def _on_revoked(self, app: Any, revoked: set[TP], **kwargs: Any) -> None:
+        parts = self._mine(revoked)
+        if not parts:
+            return
+        async with self._lock:
+            await self.checkpoint()
+            for p in parts:
+                self.states.pop(p, None)
+                self.last_input.pop(p, None)
+            self.checkpointer.forget(parts)
+
+    # -- processing -----------------------------------------------------------------------------------------
+    async def _agent(self, stream: faust.StreamT[bytes]) -> None:
+        async for event in cast(faust.Stream[bytes], stream).noack().events():
+            async with self._lock:
+                await self._process(event)
+
+    async def _process(self, event: EventT) -> None:
+        msg = event.message
+        topic, part, offset = msg.topic, msg.partition, msg.offset
+        self.pending.append(event)
+        if self.checkpointer.should_skip(topic, part, offset):
+            return
+        state = self.states.get(part)
+        if state is None:  # delivered before our assignment handler ran
+            await self._on_assigned(self.app, {msg.tp})
+            state = self.states[part]
+        await self.handle(topic, part, offset, cast(bytes, event.value), state)
+        MESSAGES.labels(self.service, topic, "in").inc()
+        self.last_input[part] = time.monotonic()
+        self.checkpointer.processed(topic, part, offset)
+        if self.checkpointer.due():
+            await self.checkpoint()
+
+    async def send(
+        self, topic: faust.TopicT, value: bytes, partition: int | None = None, key: bytes | None = None
+    ) -> None:
+        await topic.send(key=key, value=value, partition=partition)
+        MESSAGES.labels(self.service, topic.get_topic_name(), "out").inc()
+
+    async def dead_letter(
+        self, code: str, reason: str, topic: str, part: int, offset: int, payload: bytes | None
+    ) -> None:
+        value = self.dead.encode(code, reason, topic, part, offset, None, payload)
+        await self.send(self.dead_topic, value)
+        DEAD_LETTERS.labels(self.service, code).inc()
+
+    async def checkpoint(self) -> None:
+        await self.checkpointer.checkpoint(self.flush_outputs, self._ack_and_commit)
+
+    async def flush_outputs(self) -> None:
+        """Flush sinks (services with their own sinks extend this) and then the producer."""
+        await self.app.producer.flush()
+
+    async def _ack_and_commit(self) -> None:
+        pending, self.pending = self.pending, []
+        for event in pending:
+            event.ack()
+        await self.app.consumer.commit()
+
+    def timer(self, interval_s: float, tick: Callable[[], Awaitable[None]]) -> None:
+        """Run ``tick`` every ``interval_s`` seconds, never concurrently with message handling."""
+
+        async def run() -> None:
+            async with self._lock:
+                await tick()
+                if self.checkpointer.due():
+                    await self.checkpoint()
+
+        self.app.timer(interval=interval_s)(run)

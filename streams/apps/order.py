@@ -1,0 +1,92 @@
+"""The order service (Faust): signals -> risk checks -> ``orders`` (accepted or rejected with the reason) ->
+paper execution at the next tick -> ``fills``, with positions and realized PnL (``processors.orders``).
+
+It reads ``signals`` and ``ticks`` (co-partitioned by symbol); decisions are made in event time, so the
+outcome does not depend on how the two topics interleave.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+import numpy as np
+
+from processors.orders import OrderBook, RiskLimits
+from processors.price_state import parse_timeframe
+from schemas.serde import AvroSerde, WireFormatError
+from streams.apps.base import StatefulService, now_us
+from streams.apps.common import raw_topic
+from streams.config import Settings
+from streams.metrics import STAGE_LATENCY
+
+
+class OrderService(StatefulService[OrderBook]):
+    service = "order"
+
+    def __init__(self, settings: Settings) -> None:
+        t, o = settings.topics, settings.order
+        super().__init__(settings, [t.signals, t.ticks], o.checkpoint_s)
+        self.limits = RiskLimits(
+            order_quantity=o.order_quantity,
+            max_position=o.max_position,
+            max_notional=o.max_notional,
+            max_orders_per_minute=o.max_orders_per_minute,
+            max_staleness_us=int(o.max_staleness_s * 1e6),
+            kill_switch=o.kill_switch,
+        )
+        self.timeframes_us = tuple(parse_timeframe(tf) for tf in settings.signal.timeframes)
+        self.orders_topic = raw_topic(self.app, t.orders)
+        self.fills_topic = raw_topic(self.app, t.fills)
+        self.signal_serde = AvroSerde.for_record("Signal")
+        self.ticks_serde = AvroSerde.for_record("TickBatch")
+        self.order_serde = AvroSerde.for_record("Order")
+        self.fill_serde = AvroSerde.for_record("Fill")
+
+    def new_state(self, partition: int) -> OrderBook:
+        return OrderBook(self.limits, self.timeframes_us)
+
+    def load_state(self, partition: int, blob: bytes) -> OrderBook:
+        return OrderBook.from_bytes(blob, self.limits, self.timeframes_us)
+
+    async def handle(self, topic: str, partition: int, offset: int, value: bytes, state: OrderBook) -> None:
+        is_signal = topic == self.settings.topics.signals
+        try:
+            record = (self.signal_serde if is_signal else self.ticks_serde).decode(value)
+        except WireFormatError as exc:
+            await self.dead_letter(exc.reason_code, exc.reason, topic, partition, offset, value)
+            return
+        if is_signal:
+            try:
+                orders, fills = state.on_signal(record, parse_timeframe(record["timeframe"]))
+            except ValueError as exc:
+                await self.dead_letter("invalid_signal", str(exc), topic, partition, offset, value)
+                return
+            await self._publish(partition, orders, fills)
+            return
+        symbols = record["symbols"]
+        idx = np.asarray(record["symbol_index"])
+        ts, px, seq = record["ts_us"], record["price"], record["seq"]
+        for i, symbol in enumerate(symbols):
+            rows = np.flatnonzero(idx == i).tolist()
+            orders, fills = state.on_ticks(symbol, [(ts[j], px[j], seq[j]) for j in rows])
+            await self._publish(partition, orders, fills)
+
+    async def _publish(
+        self, partition: int, orders: list[dict[str, Any]], fills: list[dict[str, Any]]
+    ) -> None:
+        now = now_us()
+        for order in orders:
+            await self.send(
+                self.orders_topic, self.order_serde.encode(order), partition, order["symbol"].encode()
+            )
+            if order["ingest_us"]:
+                STAGE_LATENCY.labels("tick_to_order").observe((now - order["ingest_us"]) / 1e6)
+        for fill in fills:
+            await self.send(
+                self.fills_topic, self.fill_serde.encode(fill), partition, fill["symbol"].encode()
+            )
+
+
+def build(settings: Settings) -> faust.App:
+    return OrderService(settings).app

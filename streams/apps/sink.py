@@ -1,0 +1,142 @@
+"""The sink service (Faust): topics -> Redis (hot state), ClickHouse (history), PostgreSQL (orders of record).
+
+Records are buffered and written in batches (one round trip per store and batch) at every checkpoint: every
+``sink.flush_s`` seconds or when ``sink.max_buffered`` records wait. The checkpoint order is the documented
+one: write the stores, then the offsets; events are acknowledged to Faust only after that, so a crash
+re-delivers at most the records since the last checkpoint, and the stores, keyed by the records'
+deterministic ids, keep one copy. A store that fails is retried (``stockpulse_sink_errors_total``) and holds
+the checkpoint back: nothing is lost while it is down.
+
+| topic | Redis | ClickHouse | PostgreSQL |
+|---|---|---|---|
+| ticks | | ticks | |
+| bars.<tf> | bars | bars | |
+| indicators.<tf> | latest snapshot | indicators | |
+| signals | latest signal | signals | signals |
+| orders | | | orders |
+| fills | position | | fills |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+
+from schemas.serde import AvroSerde, WireFormatError
+from sinks.base import SinkError, SinkInputError
+from streams.apps.base import StatefulService
+from streams.config import Settings
+from streams.metrics import SINK_ERRORS
+from streams.stores import clickhouse_history, postgres_orders, redis_state
+
+log = logging.getLogger("stockpulse.sink")
+Record = dict[str, Any]
+
+
+class _NoState:
+    def to_bytes(self) -> bytes:
+        return b""
+
+
+class SinkService(StatefulService[_NoState]):
+    service = "sink"
+
+    def __init__(self, settings: Settings) -> None:
+        t = settings.topics
+        self.kinds: dict[str, str] = {
+            t.ticks: "ticks",
+            t.signals: "signals",
+            t.orders: "orders",
+            t.fills: "fills",
+        }
+        for tf in t.timeframes:
+            self.kinds[t.bars(tf)] = "bars"
+            self.kinds[t.indicators(tf)] = "snapshots"
+        super().__init__(settings, list(self.kinds), settings.sink.flush_s)
+        self.serdes = {
+            "ticks": AvroSerde.for_record("TickBatch"),
+            "bars": AvroSerde.for_record("BarBatch"),
+            "snapshots": AvroSerde.for_record("IndicatorBatch"),
+            "signals": AvroSerde.for_record("Signal"),
+            "orders": AvroSerde.for_record("Order"),
+            "fills": AvroSerde.for_record("Fill"),
+        }
+        self.buffers: dict[str, list[Record]] = {kind: [] for kind in self.serdes}
+        self.buffered = 0
+        self.redis = redis_state(settings)
+        self.clickhouse = clickhouse_history(settings)
+        self.postgres = postgres_orders(settings)
+        self.timer(settings.sink.flush_s, self._tick)
+
+    async def on_open(self) -> None:
+        for store in (self.redis, self.clickhouse, self.postgres):
+            await self._retry(f"{type(store).__name__}.open", store.open)
+
+    def new_state(self, partition: int) -> _NoState:
+        return _NoState()
+
+    def load_state(self, partition: int, blob: bytes) -> _NoState:
+        return _NoState()
+
+    async def handle(self, topic: str, partition: int, offset: int, value: bytes, state: _NoState) -> None:
+        kind = self.kinds[topic]
+        try:
+            record = self.serdes[kind].decode(value)
+        except WireFormatError as exc:
+            await self.dead_letter(exc.reason_code, exc.reason, topic, partition, offset, value)
+            return
+        rows = record["bars"] if kind == "bars" else record["snapshots"] if kind == "snapshots" else [record]
+        self.buffers[kind].extend(rows)
+        self.buffered += len(rows) if kind != "ticks" else len(record["ts_us"])
+        if self.buffered >= self.settings.sink.max_buffered:
+            await self.checkpoint()
+
+    async def _tick(self) -> None:
+        for part in list(self.states):
+            if self.buffered:
+                self.checkpointer.touch(part)
+
+    async def flush_outputs(self) -> None:
+        """Write every buffer to its stores (concurrently), retrying until they succeed."""
+        b, self.buffers = self.buffers, {kind: [] for kind in self.serdes}
+        self.buffered = 0
+        writes: list[tuple[str, Callable[[], Awaitable[int]]]] = []
+        if b["ticks"]:
+            writes.append(("clickhouse.ticks", lambda: self.clickhouse.write_ticks(b["ticks"])))
+        if b["bars"]:
+            writes.append(("redis.bars", lambda: self.redis.write_bars(b["bars"])))
+            writes.append(("clickhouse.bars", lambda: self.clickhouse.write_bars(b["bars"])))
+        if b["snapshots"]:
+            writes.append(("redis.snapshots", lambda: self.redis.write_snapshots(b["snapshots"])))
+            writes.append(("clickhouse.indicators", lambda: self.clickhouse.write_snapshots(b["snapshots"])))
+        if b["signals"]:
+            writes.append(("redis.signals", lambda: self.redis.write_signals(b["signals"])))
+            writes.append(("clickhouse.signals", lambda: self.clickhouse.write_signals(b["signals"])))
+            writes.append(("postgres.signals", lambda: self.postgres.write_signals(b["signals"])))
+        if b["orders"]:
+            writes.append(("postgres.orders", lambda: self.postgres.write_orders(b["orders"])))
+        if b["fills"]:
+            writes.append(("postgres.fills", lambda: self.postgres.write_fills(b["fills"])))
+            writes.append(("redis.positions", lambda: self.redis.write_positions(b["fills"])))
+        await asyncio.gather(*(self._retry(name, write) for name, write in writes))
+
+    async def _retry(self, name: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        delay = 0.1
+        while True:
+            try:
+                return await call()
+            except SinkInputError:
+                raise  # a bug in our own records: retrying cannot help; the worker stops and says why
+            except (TimeoutError, SinkError, OSError) as exc:
+                SINK_ERRORS.labels(name.split(".")[0]).inc()
+                log.warning("%s failed (%s); retrying in %.1fs", name, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+def build(settings: Settings) -> faust.App:
+    return SinkService(settings).app
