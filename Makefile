@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test unit integration lint stack-up stack-down stack-status topics bench clean
+.PHONY: venv demo test unit integration lint stack-up stack-down stack-status topics bench clean wasm wasm-update \
+	browser
 
 venv: $(STAMP)
 
@@ -31,6 +32,25 @@ topics: stack-up
 demo: topics
 	$(BIN)/stockpulse demo
 
+# Headless Chromium for the browser tests (WASM module, dashboard): Debian's package, installed when missing
+# and we are root; otherwise those tests skip and say how to install it.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (Debian package) for the browser tests"; \
+	    (apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1)) \
+	    || echo "could not install chromium: the browser tests will skip"; \
+	  else echo "chromium missing and not root: the browser tests will skip (apt-get install -y chromium)"; fi; \
+	fi
+
+# The WASM module is committed; `make wasm` rebuilds it and fails if it differs from the committed bytes.
+wasm: venv
+	$(BIN)/python wasm/build.py --check
+
+wasm-update: venv
+	$(BIN)/python wasm/build.py --update
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -42,7 +62,7 @@ unit: venv
 integration: stack-up
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
 
-test: lint stack-up
+test: lint stack-up browser wasm
 	$(BIN)/stockpulse schemas check
 	$(BIN)/pytest $(PYTEST_ARGS)
 
