@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS stream_checkpoints (
 
 UPSERT = """
 INSERT INTO stream_checkpoints (group_id, topic, partition, next_offset, state, updated_at)
-SELECT $1, t, p, o, s, now() FROM unnest($2::text[], $3::integer[], $4::bigint[], $5::bytea[]) AS u(t, p, o, s)
+SELECT $1, t, p, o, s, now()
+FROM unnest($2::text[], $3::integer[], $4::bigint[], $5::bytea[]) AS u(t, p, o, s)
 ON CONFLICT (group_id, topic, partition)
 DO UPDATE SET next_offset = EXCLUDED.next_offset, state = EXCLUDED.state, updated_at = now()
 """
@@ -78,7 +79,9 @@ class CheckpointStore:
             raise RuntimeError("CheckpointStore.open() was not called")
         return self._pool
 
-    async def load(self, group_id: str, topics: list[str], partitions: list[int]) -> dict[TopicPartition, Checkpoint]:
+    async def load(
+        self, group_id: str, topics: list[str], partitions: list[int]
+    ) -> dict[TopicPartition, Checkpoint]:
         """The checkpoints of these topics' partitions: (topic, partition) -> Checkpoint."""
         rows = await self._require().fetch(
             "SELECT topic, partition, next_offset, state FROM stream_checkpoints "
@@ -120,7 +123,9 @@ class SyncCheckpointStore:
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def load(self, group_id: str, topics: list[str], partitions: list[int]) -> dict[TopicPartition, Checkpoint]:
+    def load(
+        self, group_id: str, topics: list[str], partitions: list[int]
+    ) -> dict[TopicPartition, Checkpoint]:
         return self._run(self._store.load(group_id, topics, partitions))
 
     def save(self, group_id: str, checkpoints: Mapping[TopicPartition, Checkpoint]) -> None:

@@ -1,142 +1,68 @@
-"""History in ClickHouse: ticks, bars, indicator snapshots and signals, inserted as columnar batches.
+"""History in ClickHouse: ticks, bars, indicator snapshots and signals, inserted as columnar batches, and
+the reads of the API and analysts (bars, OHLCV rollups from ticks, daily signal statistics).
 
 Talks ClickHouse's HTTP interface with ``clickhouse-connect`` (a real server in production; locally the
 stack's process that owns the embedded engine), so nothing here is chdb-specific. The client is
 synchronous: every call runs on a small private thread pool (2 threads) and is awaited.
 
-Tables (``sinks/clickhouse/schema.sql``): ``ticks`` (ReplacingMergeTree ORDER BY (symbol, seq)), ``bars``,
-``indicators`` (ORDER BY (symbol, timeframe, start)), ``signals`` (… start, model_version), the hourly
-rollup ``bars_1h_state`` fed by the materialized view ``bars_1h_mv`` from 1m bars, and the view ``bars_1h``.
+Tables (``sinks/clickhouse/schema.sql``, applied by :func:`sinks.clickhouse_schema.apply_schema`): ``ticks``,
+``bars``, ``indicators``, ``signals`` (ReplacingMergeTree, partitioned by UTC day, sorted by symbol then
+time); OHLCV rollups from ticks ``ohlcv_1m`` / ``ohlcv_1h`` / ``ohlcv_1d`` and daily signal statistics
+``signal_stats_1d`` (views over AggregatingMergeTree states fed by materialized views); the hourly rollup
+of 1m bars ``bars_1h``.
 
 Idempotency: deterministic records + ReplacingMergeTree keyed by the natural key (one row per key after
-merges; reads use FINAL), insert-block deduplication for exact retries, and a duplicate-safe hourly rollup.
-Every write is one INSERT per table per batch (Native format, no per-insert DESCRIBE: column types are read
-once per table). Reads use server-side ``{name:Type}`` parameters only.
+merges; reads use FINAL), insert-block deduplication for exact retries (also in the materialized views),
+duplicate-proof signal statistics and 1m-bar rollup, and :meth:`ClickHouseHistory.rebuild_rollups` for
+tick rollups after a crash re-delivered ticks in other batches. Every write is one INSERT per table per
+batch (Native format, no per-insert DESCRIBE: column types are read once per table). Reads use server-side
+``{name:Type}`` parameters only.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
+import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
-from string import Template
-from typing import Any, NamedTuple, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from sinks.base import SinkBase, SinkError, input_error
+from sinks.clickhouse_columns import (
+    BAR_COLUMNS,
+    KEYS,
+    SIGNAL_COLUMNS,
+    SNAPSHOT_COLUMNS,
+    TICK_COLUMNS,
+    as_list,
+    select_list,
+)
+from sinks.clickhouse_schema import (
+    SCHEMA_FILE,
+    ClickHouseConfig,
+    apply_schema,
+    check_identifier,
+    client_args,
+    create_database,
+)
 
 __all__ = ["SCHEMA_FILE", "ClickHouseConfig", "ClickHouseHistory", "TableCount", "apply_schema"]
 
 T = TypeVar("T")
 Record = Mapping[str, Any]
+Rollup = Literal["1m", "1h", "1d"]
+_ROLLUP_TABLES = ("ohlcv_1m_state", "ohlcv_1h_state", "ohlcv_1d_state")
 
-SCHEMA_FILE = Path(__file__).resolve().parent / "clickhouse" / "schema.sql"
-_TTL_DAYS = re.compile(r"TTL inserted_at \+ (?:toIntervalDay\((\d+)\)|INTERVAL (\d+) DAY)")
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _HINT = (
     "is ClickHouse up at the configured URL (`stockpulse stack status`; STOCKPULSE_CLICKHOUSE__URL), are the "
     "credentials right, and was the schema applied (ClickHouseHistory.open applies it)? Writes are "
     "idempotent: retry the same batch"
 )
-
-# Record field -> (column, how to read it from a record). Stage timestamps go in as integer microseconds
-# (clickhouse-connect writes Python ints into DateTime64(6) as raw ticks).
-_BAR_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("bar_id", "bar_id"),
-    ("symbol", "symbol"),
-    ("timeframe", "timeframe"),
-    ("start", "start_us"),
-    ("open", "open"),
-    ("high", "high"),
-    ("low", "low"),
-    ("close", "close"),
-    ("volume", "volume"),
-    ("vwap", "vwap"),
-    ("trades", "trades"),
-    ("first_seq", "first_seq"),
-    ("last_seq", "last_seq"),
-    ("ingest_at", "ingest_us"),
-    ("closed_at", "close_us"),
-)
-_INDICATORS = (
-    "ema_fast",
-    "ema_slow",
-    "rsi",
-    "stochrsi_k",
-    "stochrsi_d",
-    "macd",
-    "macd_signal",
-    "macd_hist",
-    "bb_upper",
-    "bb_middle",
-    "bb_lower",
-    "atr",
-    "vwap",
-)
-_SNAPSHOT_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("snapshot_id", "snapshot_id"),
-    ("symbol", "symbol"),
-    ("timeframe", "timeframe"),
-    ("start", "start_us"),
-    ("close", "close"),
-    ("volume", "volume"),
-    *((f, f) for f in _INDICATORS),
-    ("returns", "returns"),
-    ("bars_seen", "bars_seen"),
-    ("ingest_at", "ingest_us"),
-    ("closed_at", "close_us"),
-    ("indicator_at", "indicator_us"),
-)
-_SIGNAL_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("signal_id", "signal_id"),
-    ("symbol", "symbol"),
-    ("timeframe", "timeframe"),
-    ("start", "start_us"),
-    ("action", "action"),
-    ("score", "score"),
-    ("price", "price"),
-    ("model_version", "model_version"),
-    ("inference_path", "inference_path"),
-    ("ingest_at", "ingest_us"),
-    ("closed_at", "close_us"),
-    ("indicator_at", "indicator_us"),
-    ("inference_at", "inference_us"),
-    ("publish_at", "publish_us"),
-)
-_TICK_COLUMNS = ("symbol", "ts", "price", "size", "seq")
-
-
-def _select_list(columns: Sequence[tuple[str, str]]) -> str:
-    """Columns as the record fields: DateTime64 columns back to integer microseconds."""
-    out = []
-    for col, field in columns:
-        if col == "start" or col.endswith("_at"):
-            out.append(f"toUnixTimestamp64Micro({col}) AS {field}")
-        else:
-            out.append(col if col == field else f"{col} AS {field}")
-    return ", ".join(out)
-
-
-def _as_list(values: Any) -> list[Any]:
-    """Python values of a record's array (numpy arrays become lists of Python numbers)."""
-    return values.tolist() if hasattr(values, "tolist") else list(values)
-
-
-# (table, expression of the distinct natural key) for counts().
-_KEYS = {
-    "ticks": "uniqExact(symbol, seq)",
-    "bars": "uniqExact(bar_id)",
-    "indicators": "uniqExact(snapshot_id)",
-    "signals": "uniqExact(signal_id)",
-}
 
 
 class TableCount(NamedTuple):
@@ -144,92 +70,6 @@ class TableCount(NamedTuple):
 
     rows: int
     distinct: int
-
-
-@dataclass(frozen=True, slots=True)
-class ClickHouseConfig:
-    """``url`` is ``http(s)://host[:port]`` of the ClickHouse HTTP interface. ``ticks_ttl_days``: ticks are
-    deleted this many days after they were inserted (0 keeps them forever); applied by :func:`apply_schema`,
-    also to an existing table."""
-
-    url: str = "http://127.0.0.1:18123"
-    database: str = "stockpulse"
-    username: str = "default"
-    password: str | None = None
-    ticks_ttl_days: int = 90
-    connect_timeout_s: float = 5.0
-    send_receive_timeout_s: float = 60.0
-    compress: bool = True
-    threads: int = 2
-
-
-def check_identifier(name: str, what: str = "database") -> str:
-    """``name`` if it is a plain identifier (letters, digits, ``_``); raises ``ValueError`` naming the fix."""
-    if not _IDENT.match(name):
-        raise ValueError(
-            f"ClickHouse {what} name {name!r} is not a plain identifier: use letters, digits and _ "
-            "(starting with a letter or _), at most 64 characters"
-        )
-    return name
-
-
-def schema_statements(ticks_ttl_days: int = 90) -> list[str]:
-    """The statements of ``schema.sql`` with the tick TTL filled in, comments removed."""
-    if ticks_ttl_days < 0:
-        raise ValueError(f"ticks_ttl_days={ticks_ttl_days}: use 0 (keep forever) or a number of days")
-    ttl = f"TTL inserted_at + INTERVAL {int(ticks_ttl_days)} DAY" if ticks_ttl_days else ""
-    text = Template(SCHEMA_FILE.read_text()).substitute(ticks_ttl=ttl)
-    lines = [line for line in text.splitlines() if not line.lstrip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
-
-
-def apply_schema(client: Client, ticks_ttl_days: int = 90) -> None:
-    """Create the tables and views in the client's database (idempotent), and bring the tick TTL of an
-    existing ``ticks`` table to ``ticks_ttl_days``. The database itself must exist (see
-    :func:`create_database`)."""
-    for statement in schema_statements(ticks_ttl_days):
-        client.command(statement)
-    engine = client.query(
-        "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'ticks'"
-    ).result_rows[0][0]
-    found = _TTL_DAYS.search(engine)
-    days = int(found.group(1) or found.group(2)) if found else 0
-    if days != ticks_ttl_days:
-        if ticks_ttl_days:
-            client.command(f"ALTER TABLE ticks MODIFY TTL inserted_at + INTERVAL {int(ticks_ttl_days)} DAY")
-        else:
-            client.command("ALTER TABLE ticks REMOVE TTL")
-
-
-def _client_args(config: ClickHouseConfig) -> dict[str, Any]:
-    url = urlsplit(config.url)
-    if url.scheme not in ("http", "https") or not url.hostname:
-        raise ValueError(
-            f"ClickHouse url {config.url!r} is not http(s)://host[:port]: give the HTTP interface's URL, "
-            "e.g. http://127.0.0.1:8123"
-        )
-    return {
-        "host": url.hostname,
-        "port": url.port or (8443 if url.scheme == "https" else 8123),
-        "interface": url.scheme,
-        "username": config.username,
-        "password": config.password or "",
-        "connect_timeout": config.connect_timeout_s,
-        "send_receive_timeout": config.send_receive_timeout_s,
-        "compress": config.compress,
-        "autogenerate_session_id": False,  # no sessions: the client is shared by the pool's threads
-    }
-
-
-def create_database(config: ClickHouseConfig) -> None:
-    """``CREATE DATABASE IF NOT EXISTS`` the configured database (a client bound to a missing database
-    cannot connect, so this uses a client on the server's default database)."""
-    db = check_identifier(config.database)
-    boot = clickhouse_connect.get_client(**_client_args(config))
-    try:
-        boot.command(f"CREATE DATABASE IF NOT EXISTS {db}")
-    finally:
-        boot.close()
 
 
 class ClickHouseHistory(SinkBase):
@@ -240,7 +80,7 @@ class ClickHouseHistory(SinkBase):
     def __init__(self, config: ClickHouseConfig | None = None, *, apply: bool = True) -> None:
         self.config = config or ClickHouseConfig()
         check_identifier(self.config.database)
-        _client_args(self.config)  # validate the URL early
+        client_args(self.config)  # validate the URL early
         self._apply = apply
         self._client: Client | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -257,7 +97,7 @@ class ClickHouseHistory(SinkBase):
         def connect() -> Client:
             if self._apply:
                 create_database(self.config)
-            client = clickhouse_connect.get_client(**_client_args(self.config), database=self.config.database)
+            client = clickhouse_connect.get_client(**client_args(self.config), database=self.config.database)
             if self._apply:
                 apply_schema(client, self.config.ticks_ttl_days)
             return client
@@ -331,15 +171,15 @@ class ClickHouseHistory(SinkBase):
 
     async def write_bars(self, bars: Iterable[Record]) -> int:
         """Insert ``Bar`` records (one INSERT). Returns the number of bars."""
-        return await self._write("bars", "Bar", bars, _BAR_COLUMNS)
+        return await self._write("bars", "Bar", bars, BAR_COLUMNS)
 
     async def write_snapshots(self, snapshots: Iterable[Record]) -> int:
         """Insert ``IndicatorSnapshot`` records (one INSERT)."""
-        return await self._write("indicators", "IndicatorSnapshot", snapshots, _SNAPSHOT_COLUMNS)
+        return await self._write("indicators", "IndicatorSnapshot", snapshots, SNAPSHOT_COLUMNS)
 
     async def write_signals(self, signals: Iterable[Record]) -> int:
         """Insert ``Signal`` records (one INSERT)."""
-        return await self._write("signals", "Signal", signals, _SIGNAL_COLUMNS)
+        return await self._write("signals", "Signal", signals, SIGNAL_COLUMNS)
 
     async def write_ticks(self, batches: Iterable[Record]) -> int:
         """Insert the ticks of ``TickBatch`` records (columnar: their arrays are concatenated into one
@@ -356,17 +196,17 @@ class ClickHouseHistory(SinkBase):
                 n = len(idx)
                 if not (len(b["ts_us"]) == len(b["price"]) == len(b["size"]) == len(b["seq"]) == n):
                     raise ValueError(f"TickBatch {b.get('batch_id')!r} has columns of different lengths")
-                symbol += [names[i] for i in _as_list(idx)]
-                ts += _as_list(b["ts_us"])
-                price += _as_list(b["price"])
-                size += _as_list(b["size"])
-                seq += _as_list(b["seq"])
+                symbol += [names[i] for i in as_list(idx)]
+                ts += as_list(b["ts_us"])
+                price += as_list(b["price"])
+                size += as_list(b["size"])
+                seq += as_list(b["seq"])
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise input_error(self.store, "TickBatch", exc) from exc
         if not symbol:
             return 0
         columns: list[list[Any]] = [symbol, ts, price, size, seq]
-        await self._call("insert into ticks", lambda c: self._insert(c, "ticks", _TICK_COLUMNS, columns))
+        await self._call("insert into ticks", lambda c: self._insert(c, "ticks", TICK_COLUMNS, columns))
         return len(symbol)
 
     # ---- reads ------------------------------------------------------------------------------------------
@@ -406,7 +246,7 @@ class ClickHouseHistory(SinkBase):
             return []
         params: dict[str, Any] = {"symbol": symbol, "timeframe": timeframe, "limit": int(limit)}
         sql = (
-            f"SELECT {_select_list(_BAR_COLUMNS)} FROM bars FINAL "
+            f"SELECT {select_list(BAR_COLUMNS)} FROM bars FINAL "
             "WHERE symbol = {symbol:String} AND timeframe = {timeframe:String}"
             f"{self._range(start_us, end_us, params)} ORDER BY start DESC LIMIT {{limit:UInt32}}"
         )
@@ -437,7 +277,7 @@ class ClickHouseHistory(SinkBase):
         """The newest ``limit`` signals of ``symbol``, newest first (``Signal``-shaped dicts)."""
         params: dict[str, Any] = {"symbol": symbol, "limit": int(limit)}
         sql = (
-            f"SELECT {_select_list(_SIGNAL_COLUMNS)} FROM signals FINAL WHERE symbol = {{symbol:String}} "
+            f"SELECT {select_list(SIGNAL_COLUMNS)} FROM signals FINAL WHERE symbol = {{symbol:String}} "
             "ORDER BY start DESC, model_version LIMIT {limit:UInt32}"
         )
         rows = await self._query("signals", sql, params)
@@ -455,7 +295,7 @@ class ClickHouseHistory(SinkBase):
             where, params["symbols"] = " WHERE symbol IN {symbols:Array(String)}", list(symbols)
         sql = " UNION ALL ".join(
             f"SELECT '{table}' AS t, count() AS n, {key} AS d FROM {table}{where}"
-            for table, key in _KEYS.items()
+            for table, key in KEYS.items()
         )
         rows = await self._query("counts", sql, params)
         return {r["t"]: TableCount(int(r["n"]), int(r["d"])) for r in rows}
@@ -468,3 +308,106 @@ class ClickHouseHistory(SinkBase):
             {"symbol": symbol},
         )
         return int(rows[0]["n"])
+
+    async def symbols(self, timeframe: str | None = None) -> list[str]:
+        """Every symbol with bars (of ``timeframe``), sorted."""
+        params: dict[str, Any] = {}
+        where = ""
+        if timeframe is not None:
+            where, params["timeframe"] = " WHERE timeframe = {timeframe:String}", timeframe
+        sql = f"SELECT DISTINCT symbol FROM bars{where} ORDER BY symbol"
+        rows = await self._query("symbols", sql, params)
+        return [str(r["symbol"]) for r in rows]
+
+    async def recent_bars(
+        self, symbols: Sequence[str], timeframe: str, limit: int = 500
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The newest ``limit`` bars of each of ``symbols`` (one query: ``LIMIT n BY symbol``), oldest first,
+        as ``Bar``-shaped dicts; symbols without bars are left out. Used to warm the Redis cache."""
+        if limit <= 0 or not symbols:
+            return {}
+        params: dict[str, Any] = {"symbols": list(symbols), "timeframe": timeframe, "limit": int(limit)}
+        sql = (
+            f"SELECT {select_list(BAR_COLUMNS)} FROM bars FINAL "
+            "WHERE symbol IN {symbols:Array(String)} AND timeframe = {timeframe:String} "
+            "ORDER BY symbol, start DESC LIMIT {limit:UInt32} BY symbol"
+        )
+        out: dict[str, list[dict[str, Any]]] = {}
+        for row in await self._query("recent_bars", sql, params):
+            out.setdefault(row["symbol"], []).append(row)
+        for rows in out.values():
+            rows.reverse()
+        return out
+
+    async def ohlcv(
+        self,
+        symbol: str,
+        interval: Rollup = "1m",
+        start_us: int | None = None,
+        end_us: int | None = None,
+        limit: int = 500,
+    ) -> list[dict[str, Any]]:
+        """OHLCV rolled up from ticks (views ``ohlcv_1m`` / ``ohlcv_1h`` / ``ohlcv_1d``): the newest ``limit``
+        buckets with ``start_us <= start < end_us``, oldest first; ``trades`` is the number of ticks."""
+        if interval not in ("1m", "1h", "1d"):
+            raise ValueError(f"ohlcv interval {interval!r}: use '1m', '1h' or '1d'")
+        if limit <= 0:
+            return []
+        params: dict[str, Any] = {"symbol": symbol, "limit": int(limit)}
+        sql = (
+            "SELECT symbol, toUnixTimestamp64Micro(toDateTime64(start, 6, 'UTC')) AS start_us, "
+            f"open, high, low, close, volume, vwap, trades FROM ohlcv_{interval} "
+            "WHERE symbol = {symbol:String}"
+            f"{self._range(start_us, end_us, params)} ORDER BY start DESC LIMIT {{limit:UInt32}}"
+        )
+        rows = await self._query(f"ohlcv_{interval}", sql, params)
+        rows.reverse()
+        return rows
+
+    async def signal_stats(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        """Daily signal statistics (view ``signal_stats_1d``) by symbol and day: ``signals``, ``buys``,
+        ``sells``, ``holds``, ``mean_score``, ``min_score``, ``max_score``; ``day`` a ``datetime.date``."""
+        params: dict[str, Any] = {}
+        where = ""
+        if symbol is not None:
+            where, params["symbol"] = " WHERE symbol = {symbol:String}", symbol
+        return await self._query(
+            "signal_stats", f"SELECT * FROM signal_stats_1d{where} ORDER BY symbol, day", params
+        )
+
+    async def partitions(self, table: str) -> list[str]:
+        """The partition ids of ``table``'s active parts (``YYYYMMDD`` for the day-partitioned tables)."""
+        check_identifier(table, "table")
+        rows = await self._query(
+            "partitions",
+            "SELECT DISTINCT partition_id FROM system.parts WHERE database = currentDatabase() "
+            "AND table = {table:String} AND active ORDER BY partition_id",
+            {"table": table},
+        )
+        return [str(r["partition_id"]) for r in rows]
+
+    async def rebuild_rollups(self, day: dt.date) -> int:
+        """Recompute the tick rollups (``ohlcv_1m/1h/1d``) of one UTC ``day`` from one copy of each tick.
+
+        Needed only after a crash re-delivered ticks in differently cut batches (their sums would count
+        them twice). Drops the day's partition of the three state tables, then re-inserts the day's
+        ``ticks FINAL`` into ``ticks`` so the materialized views aggregate them again (the extra copies in
+        ``ticks`` collapse on merge like any re-insert). Run it for a finished day: ticks of ``day`` inserted
+        while it runs may be missing from the rebuilt rollups. Returns the number of ticks re-aggregated."""
+        part = f"{day:%Y%m%d}"
+        params: dict[str, Any] = {"day": int(part)}
+
+        def run(c: Client) -> None:
+            for table in _ROLLUP_TABLES:
+                c.command(f"ALTER TABLE {table} DROP PARTITION ID '{part}'")
+            c.command(
+                "INSERT INTO ticks (symbol, ts, price, size, seq) SELECT symbol, ts, price, size, seq "
+                "FROM ticks FINAL WHERE toYYYYMMDD(ts) = {day:UInt32}",
+                parameters=params,
+                settings={"insert_deduplicate": 0},
+            )
+
+        await self._call("rebuild_rollups", run)
+        count = "SELECT count() AS n FROM ticks FINAL WHERE toYYYYMMDD(ts) = {day:UInt32}"
+        (row,) = await self._query("rebuild_rollups", count, params)
+        return int(row["n"])

@@ -1,4 +1,5 @@
-"""Orders of record in PostgreSQL: signals, orders, fills and positions (asyncpg).
+"""Orders of record in PostgreSQL: signals, orders, fills and positions, plus historical bars and the daily
+performance view (asyncpg).
 
 Writes go to the primary, one transaction per batch: the records are COPYed (binary) into a per-connection
 temporary staging table, then moved with one ``INSERT … SELECT … ON CONFLICT DO NOTHING`` (positions:
@@ -11,8 +12,12 @@ batch twice, or re-processing after a crash, stores each record once. ``orders``
 ``order_ids`` table keeps order_id unique across partitions even if a re-processed order's ts differs.
 Positions move only forward: a fill older than the stored position's ``updated_at`` changes nothing; an
 equal time replaces (the same fill again, or the later of two fills in the same microsecond).
+``historical_data`` (bars) is range-partitioned by ``start`` the same way, keyed by (symbol, timeframe,
+start). ``daily_performance`` is a materialized view over fills, refreshed CONCURRENTLY (readers never
+wait) by :meth:`PostgresOrders.refresh_daily_performance`.
 
-Schema: ``sinks/postgres/schema.sql`` (unqualified names; the adapter's ``schema`` is its search_path).
+Schema: ``sinks/postgres/schema.sql`` (unqualified names; the adapter's ``schema`` is its search_path);
+statements: :mod:`sinks.postgres_sql`.
 Staging tables are TEMP tables made once per pooled connection, so a transaction-pooling proxy
 (pgbouncer ``pool_mode=transaction``) is not supported in front of the writer.
 """
@@ -21,162 +26,49 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 
 from sinks.base import SinkBase, SinkError, input_error
+from sinks.postgres_schema import SCHEMA_FILE, apply_schema, check_schema_name
+from sinks.postgres_sql import (
+    BAR_FIELDS,
+    FILL_FIELDS,
+    INSERT_BARS,
+    INSERT_FILLS,
+    INSERT_ORDERS,
+    INSERT_SIGNALS,
+    ORDER_DEFAULTS,
+    ORDER_FIELDS,
+    PARTITIONED,
+    SELECT_BARS,
+    SELECT_FILLS,
+    SELECT_ORDERS,
+    SELECT_PERFORMANCE,
+    SELECT_POSITIONS,
+    SELECT_SIGNALS,
+    SIGNAL_DEFAULTS,
+    SIGNAL_FIELDS,
+    STAGING,
+    UPSERT_POSITIONS,
+    month_of,
+    partition_ddl,
+)
 
 __all__ = ["SCHEMA_FILE", "PostgresConfig", "PostgresOrders", "apply_schema"]
 
 Record = Mapping[str, Any]
-SCHEMA_FILE = Path(__file__).resolve().parent / "postgres" / "schema.sql"
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _HINT = (
     "is PostgreSQL up (`stockpulse stack status`) and is the DSN right (STOCKPULSE_POSTGRES__DSN / "
     "__REPLICA_DSN)? Was the schema applied (PostgresOrders.open applies it)? Writes are idempotent: retry "
     "the same batch"
 )
-_SCHEMA_LOCK = 0x5350_4F52_4445_5253  # 'SPORDERS': advisory lock around DDL
 _DAY_US = 86_400_000_000
-
-
-def _ts(col: str) -> str:
-    """SQL turning an integer-microseconds column into an exact timestamptz."""
-    return f"(timestamptz 'epoch' + {col} * interval '1 microsecond')"
-
-
-def _us(col: str) -> str:
-    """SQL turning a timestamptz column back into integer microseconds (exact: extract gives numeric)."""
-    return f"(extract(epoch FROM {col}) * 1000000)::bigint"
-
-
-_STAGING = (
-    """CREATE TEMP TABLE IF NOT EXISTS _in_signals (
-        signal_id text, symbol text, timeframe text, start_us bigint, action text, score float8, price float8,
-        model_version text, inference_path text, ingest_us bigint, close_us bigint, indicator_us bigint,
-        inference_us bigint, publish_us bigint) ON COMMIT DELETE ROWS""",
-    """CREATE TEMP TABLE IF NOT EXISTS _in_orders (
-        order_id text, signal_id text, symbol text, side text, quantity float8, ref_price float8, status text,
-        reason text, source text, ts_us bigint, ingest_us bigint, signal_us bigint) ON COMMIT DELETE ROWS""",
-    """CREATE TEMP TABLE IF NOT EXISTS _in_fills (
-        ord integer, fill_id text, order_id text, symbol text, side text, quantity float8, price float8,
-        ts_us bigint, position float8, avg_price float8, realized_pnl float8) ON COMMIT DELETE ROWS""",
-)
-
-_SIGNAL_FIELDS = (
-    "signal_id",
-    "symbol",
-    "timeframe",
-    "start_us",
-    "action",
-    "score",
-    "price",
-    "model_version",
-    "inference_path",
-    "ingest_us",
-    "close_us",
-    "indicator_us",
-    "inference_us",
-    "publish_us",
-)
-_SIGNAL_DEFAULTS = {"ingest_us": 0, "close_us": 0, "indicator_us": 0, "inference_us": 0, "publish_us": 0}
-_ORDER_FIELDS = (
-    "order_id",
-    "signal_id",
-    "symbol",
-    "side",
-    "quantity",
-    "ref_price",
-    "status",
-    "reason",
-    "source",
-    "ts_us",
-    "ingest_us",
-    "signal_us",
-)
-_ORDER_DEFAULTS = {"signal_id": "", "reason": "", "source": "signal", "ingest_us": 0, "signal_us": 0}
-_FILL_FIELDS = (
-    "fill_id",
-    "order_id",
-    "symbol",
-    "side",
-    "quantity",
-    "price",
-    "ts_us",
-    "position",
-    "avg_price",
-    "realized_pnl",
-)
-
-INSERT_SIGNALS = f"""
-INSERT INTO signals (signal_id, symbol, timeframe, start, action, score, price, model_version, inference_path,
-                     ingest_us, close_us, indicator_us, inference_us, publish_us)
-SELECT signal_id, symbol, timeframe, {_ts("start_us")}, action, score, price, model_version, inference_path,
-       ingest_us, close_us, indicator_us, inference_us, publish_us
-FROM _in_signals
-ON CONFLICT (signal_id) DO NOTHING
-"""
-
-INSERT_ORDERS = f"""
-WITH new AS (
-    INSERT INTO order_ids (order_id, ts)
-    SELECT DISTINCT ON (order_id) order_id, {_ts("ts_us")} FROM _in_orders ORDER BY order_id
-    ON CONFLICT (order_id) DO NOTHING
-    RETURNING order_id, ts
-)
-INSERT INTO orders (order_id, signal_id, symbol, side, quantity, ref_price, status, reason, source, ts,
-                    ingest_us, signal_us)
-SELECT DISTINCT ON (i.order_id) i.order_id, i.signal_id, i.symbol, i.side, i.quantity, i.ref_price, i.status,
-       i.reason, i.source, new.ts, i.ingest_us, i.signal_us
-FROM _in_orders i JOIN new USING (order_id)
-ORDER BY i.order_id
-"""
-
-INSERT_FILLS = f"""
-INSERT INTO fills (fill_id, order_id, symbol, side, quantity, price, ts, position, avg_price, realized_pnl)
-SELECT fill_id, order_id, symbol, side, quantity, price, {_ts("ts_us")}, position, avg_price, realized_pnl
-FROM _in_fills
-ON CONFLICT (fill_id) DO NOTHING
-"""
-
-UPSERT_POSITIONS = f"""
-INSERT INTO positions AS p
-    (symbol, quantity, avg_price, realized_pnl, last_price, updated_at, fill_id, order_id)
-SELECT DISTINCT ON (symbol)
-    symbol, position, avg_price, realized_pnl, price, {_ts("ts_us")}, fill_id, order_id
-FROM _in_fills
-ORDER BY symbol, ts_us DESC, ord DESC
-ON CONFLICT (symbol) DO UPDATE SET
-    quantity = EXCLUDED.quantity, avg_price = EXCLUDED.avg_price, realized_pnl = EXCLUDED.realized_pnl,
-    last_price = EXCLUDED.last_price, updated_at = EXCLUDED.updated_at, fill_id = EXCLUDED.fill_id,
-    order_id = EXCLUDED.order_id
-WHERE p.updated_at <= EXCLUDED.updated_at
-"""
-
-_SELECT_ORDERS = (
-    "SELECT order_id, signal_id, symbol, side, quantity, ref_price, status, reason, source, "
-    f"{_us('ts')} AS ts_us, ingest_us, signal_us FROM orders"
-)
-_SELECT_FILLS = (
-    "SELECT fill_id, order_id, symbol, side, quantity, price, "
-    f"{_us('ts')} AS ts_us, position, avg_price, realized_pnl FROM fills"
-)
-_SELECT_SIGNALS = (
-    "SELECT signal_id, symbol, timeframe, "
-    f"{_us('start')} AS start_us, action, score, price, model_version, inference_path, ingest_us, close_us, "
-    "indicator_us, inference_us, publish_us FROM signals"
-)
-_SELECT_POSITIONS = (
-    "SELECT symbol, quantity, avg_price, realized_pnl, last_price, "
-    f"{_us('updated_at')} AS ts_us, fill_id, order_id FROM positions"
-)
+_REFRESH = "REFRESH MATERIALIZED VIEW CONCURRENTLY daily_performance"
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,42 +84,8 @@ class PostgresConfig:
     command_timeout_s: float = 30.0
 
 
-def check_schema_name(name: str) -> str:
-    """``name`` if it is a plain lower-case identifier; raises ``ValueError`` naming the fix."""
-    if not _IDENT.match(name):
-        raise ValueError(
-            f"PostgreSQL schema name {name!r} is not a plain identifier: use lower-case letters, digits "
-            "and _ (starting with a letter or _), at most 63 characters"
-        )
-    return name
-
-
-def _month(ts_us: int) -> tuple[int, int]:
-    d = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=ts_us)
-    return d.year, d.month
-
-
-def partition_ddl(year: int, month: int) -> str:
-    """``CREATE TABLE IF NOT EXISTS orders_yYYYYmMM PARTITION OF orders`` for one UTC month."""
-    ny, nm = (year + 1, 1) if month == 12 else (year, month + 1)
-    return (
-        f"CREATE TABLE IF NOT EXISTS orders_y{year:04d}m{month:02d} PARTITION OF orders "
-        f"FOR VALUES FROM ('{year:04d}-{month:02d}-01 00:00:00+00') TO ('{ny:04d}-{nm:02d}-01 00:00:00+00')"
-    )
-
-
-async def apply_schema(conn: asyncpg.Connection, schema: str = "public") -> None:
-    """Create ``schema`` and the tables in it (idempotent; serialized by an advisory lock)."""
-    check_schema_name(schema)
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-        await conn.execute(f"SET LOCAL search_path TO {schema}")
-        await conn.execute(SCHEMA_FILE.read_text())
-
-
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    for ddl in _STAGING:
+    for ddl in STAGING:
         await conn.execute(ddl)
 
 
@@ -260,7 +118,7 @@ class PostgresOrders(SinkBase):
         self._pool: asyncpg.Pool | None = None
         self._replica: asyncpg.Pool | None = None
         self._replica_lock = asyncio.Lock()
-        self._partitions: set[tuple[int, int]] = set()
+        self._partitions: set[tuple[str, int, int]] = set()
 
     # ---- lifecycle --------------------------------------------------------------------------------------
 
@@ -274,7 +132,7 @@ class PostgresOrders(SinkBase):
 
     async def open(self) -> PostgresOrders:
         """Connect to the primary, apply the schema (unless ``apply=False``) and make this and next month's
-        order partitions."""
+        partitions of ``orders`` and ``historical_data``."""
         if self._pool is not None:
             return self
         try:
@@ -288,7 +146,8 @@ class PostgresOrders(SinkBase):
                 self.config.dsn, init=_init_connection, **self._pool_args()
             )
             now_us = int(time.time() * 1_000_000)
-            await self.ensure_partitions([now_us, now_us + 31 * _DAY_US])
+            for table in PARTITIONED:
+                await self.ensure_partitions([now_us, now_us + 31 * _DAY_US], table)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             await self.close()
             raise SinkError(self.store, "open (primary)", f"{type(exc).__name__}: {exc}", _HINT) from exc
@@ -338,20 +197,24 @@ class PostgresOrders(SinkBase):
 
     # ---- partitions -------------------------------------------------------------------------------------
 
-    async def ensure_partitions(self, ts_us: Iterable[int]) -> None:
-        """Create the monthly ``orders`` partitions for these timestamps (integer µs) where missing."""
+    async def ensure_partitions(self, ts_us: Iterable[int], table: str = "orders") -> None:
+        """Create the monthly partitions of ``table`` (``orders`` or ``historical_data``) for these
+        timestamps (integer µs) where missing."""
+        if table not in PARTITIONED:
+            raise ValueError(f"{table!r} is not a partitioned table: use one of {sorted(PARTITIONED)}")
         days = {t // _DAY_US for t in ts_us}
-        months = {_month(d * _DAY_US) for d in days} - self._partitions
+        months = {(table, *month_of(d * _DAY_US)) for d in days} - self._partitions
         if not months:
             return
         pool = self._require()
-        for year, month in sorted(months):
+        for _, year, month in sorted(months):
             if not 1 <= year <= 9998:
-                raise input_error(self.store, "Order", ValueError(f"ts_us in year {year} is out of range"))
+                kind = "Order" if table == "orders" else "Bar"
+                raise input_error(self.store, kind, ValueError(f"a timestamp in year {year} is out of range"))
             # another writer may create it at the same moment
             with contextlib.suppress(asyncpg.DuplicateTableError, asyncpg.UniqueViolationError):
-                await pool.execute(partition_ddl(year, month))
-            self._partitions.add((year, month))
+                await pool.execute(partition_ddl(year, month, table))
+            self._partitions.add((table, year, month))
 
     # ---- writes -----------------------------------------------------------------------------------------
 
@@ -369,13 +232,13 @@ class PostgresOrders(SinkBase):
     async def write_signals(self, signals: Iterable[Record]) -> int:
         """Store ``Signal`` records (one transaction). Returns how many were new."""
         try:
-            rows = _rows(signals, _SIGNAL_FIELDS, _SIGNAL_DEFAULTS)
+            rows = _rows(signals, SIGNAL_FIELDS, SIGNAL_DEFAULTS)
         except (KeyError, TypeError) as exc:
             raise input_error(self.store, "Signal", exc) from exc
         if not rows:
             return 0
         (n,) = await self._stage_and_insert(
-            "write_signals", "_in_signals", _SIGNAL_FIELDS, rows, INSERT_SIGNALS
+            "write_signals", "_in_signals", SIGNAL_FIELDS, rows, INSERT_SIGNALS
         )
         return n
 
@@ -383,17 +246,17 @@ class PostgresOrders(SinkBase):
         """Store ``Order`` records (one transaction; month partitions made first when new). Returns how many
         were new."""
         try:
-            rows = _rows(orders, _ORDER_FIELDS, _ORDER_DEFAULTS)
-            ts_index = _ORDER_FIELDS.index("ts_us")
+            rows = _rows(orders, ORDER_FIELDS, ORDER_DEFAULTS)
+            ts_index = ORDER_FIELDS.index("ts_us")
             stamps = [int(r[ts_index]) for r in rows]
         except (KeyError, TypeError, ValueError) as exc:
             raise input_error(self.store, "Order", exc) from exc
         if not rows:
             return 0
-        await self._guarded("create order partitions", self.ensure_partitions(stamps))
+        await self._guarded("create order partitions", self.ensure_partitions(stamps, "orders"))
         try:
             (n,) = await self._stage_and_insert(
-                "write_orders", "_in_orders", _ORDER_FIELDS, rows, INSERT_ORDERS
+                "write_orders", "_in_orders", ORDER_FIELDS, rows, INSERT_ORDERS
             )
         except SinkError:
             self._partitions.clear()  # a dropped partition: the retry re-creates what is missing
@@ -404,15 +267,52 @@ class PostgresOrders(SinkBase):
         """Store ``Fill`` records and move each symbol's position forward to its newest fill, in one
         transaction. Returns how many fills were new."""
         try:
-            rows = [(i, *row) for i, row in enumerate(_rows(fills, _FILL_FIELDS, {}))]
+            rows = [(i, *row) for i, row in enumerate(_rows(fills, FILL_FIELDS, {}))]
         except (KeyError, TypeError) as exc:
             raise input_error(self.store, "Fill", exc) from exc
         if not rows:
             return 0
         n, _ = await self._stage_and_insert(
-            "write_fills", "_in_fills", ("ord", *_FILL_FIELDS), rows, INSERT_FILLS, UPSERT_POSITIONS
+            "write_fills", "_in_fills", ("ord", *FILL_FIELDS), rows, INSERT_FILLS, UPSERT_POSITIONS
         )
         return n
+
+    async def write_bars(self, bars: Iterable[Record]) -> int:
+        """Store closed ``Bar`` records in ``historical_data`` (one transaction; month partitions made first
+        when new). Idempotent: one row per (symbol, timeframe, start). Returns how many were new."""
+        try:
+            rows = _rows(bars, BAR_FIELDS, {"ingest_us": 0, "close_us": 0})
+            start_index = BAR_FIELDS.index("start_us")
+            stamps = [int(r[start_index]) for r in rows]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise input_error(self.store, "Bar", exc) from exc
+        if not rows:
+            return 0
+        await self._guarded("create bar partitions", self.ensure_partitions(stamps, "historical_data"))
+        try:
+            (n,) = await self._stage_and_insert("write_bars", "_in_bars", BAR_FIELDS, rows, INSERT_BARS)
+        except SinkError:
+            self._partitions.clear()
+            raise
+        return n
+
+    async def refresh_daily_performance(self) -> bool:
+        """``REFRESH MATERIALIZED VIEW CONCURRENTLY daily_performance`` on the primary (readers of the view,
+        on the primary or the replica, are not blocked). Returns False, doing nothing, when another
+        connection is refreshing this schema's view at that moment (a per-schema advisory lock)."""
+
+        async def run() -> bool:
+            async with self._require().acquire() as conn, conn.transaction():
+                got = await conn.fetchval(
+                    "SELECT pg_try_advisory_xact_lock(hashtext('daily_performance:' || current_schema()))"
+                )
+                if not got:
+                    return False
+                await conn.execute(_REFRESH)
+                return True
+
+        refreshed: bool = await self._guarded("refresh daily_performance", run())
+        return refreshed
 
     # ---- reads (replica) --------------------------------------------------------------------------------
 
@@ -427,9 +327,9 @@ class PostgresOrders(SinkBase):
     async def orders(self, symbol: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """The newest ``limit`` orders (of ``symbol``), newest first, as ``Order``-shaped dicts (replica)."""
         if symbol is None:
-            return await self._fetch("orders", f"{_SELECT_ORDERS} ORDER BY ts DESC, order_id LIMIT $1", limit)
+            return await self._fetch("orders", f"{SELECT_ORDERS} ORDER BY ts DESC, order_id LIMIT $1", limit)
         return await self._fetch(
-            "orders", f"{_SELECT_ORDERS} WHERE symbol = $1 ORDER BY ts DESC, order_id LIMIT $2", symbol, limit
+            "orders", f"{SELECT_ORDERS} WHERE symbol = $1 ORDER BY ts DESC, order_id LIMIT $2", symbol, limit
         )
 
     async def fills(
@@ -447,30 +347,66 @@ class PostgresOrders(SinkBase):
         args.append(limit)
         cond = f" WHERE {' AND '.join(where)}" if where else ""
         return await self._fetch(
-            "fills", f"{_SELECT_FILLS}{cond} ORDER BY ts DESC, fill_id LIMIT ${len(args)}", *args
+            "fills", f"{SELECT_FILLS}{cond} ORDER BY ts DESC, fill_id LIMIT ${len(args)}", *args
         )
 
     async def signals(self, symbol: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """The newest ``limit`` signals (of ``symbol``), newest first (replica)."""
         if symbol is None:
             return await self._fetch(
-                "signals", f"{_SELECT_SIGNALS} ORDER BY start DESC, signal_id LIMIT $1", limit
+                "signals", f"{SELECT_SIGNALS} ORDER BY start DESC, signal_id LIMIT $1", limit
             )
         return await self._fetch(
             "signals",
-            f"{_SELECT_SIGNALS} WHERE symbol = $1 ORDER BY start DESC, signal_id LIMIT $2",
+            f"{SELECT_SIGNALS} WHERE symbol = $1 ORDER BY start DESC, signal_id LIMIT $2",
             symbol,
             limit,
         )
 
     async def positions(self) -> list[dict[str, Any]]:
         """Every symbol's position after its newest fill, by symbol (replica); ``ts_us`` is that fill's."""
-        return await self._fetch("positions", f"{_SELECT_POSITIONS} ORDER BY symbol")
+        return await self._fetch("positions", f"{SELECT_POSITIONS} ORDER BY symbol")
+
+    async def bars(
+        self,
+        symbol: str,
+        timeframe: str,
+        start_us: int | None = None,
+        end_us: int | None = None,
+        limit: int = 500,
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` bars of ``symbol``/``timeframe`` with ``start_us <= start < end_us`` (bounds
+        optional), oldest first, as ``Bar``-shaped dicts (replica; an index range scan of the primary key
+        (symbol, timeframe, start) on the partitions the bounds leave)."""
+        if limit <= 0:
+            return []
+        where = ["symbol = $1", "timeframe = $2"]
+        args: list[Any] = [symbol, timeframe]
+        for bound, op in ((start_us, ">="), (end_us, "<")):
+            if bound is not None:
+                args.append(int(bound))
+                where.append(
+                    f"start {op} timestamptz 'epoch' + ${len(args)}::bigint * interval '1 microsecond'"
+                )
+        args.append(int(limit))
+        sql = f"{SELECT_BARS} WHERE {' AND '.join(where)} ORDER BY start DESC LIMIT ${len(args)}"
+        rows = await self._fetch("bars", sql, *args)
+        rows.reverse()
+        return rows
+
+    async def daily_performance(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        """Rows of ``daily_performance`` (of ``symbol``) by symbol and day (replica; as of the last
+        :meth:`refresh_daily_performance`). ``day`` is a ``datetime.date``."""
+        if symbol is None:
+            return await self._fetch("daily_performance", f"{SELECT_PERFORMANCE} ORDER BY symbol, day")
+        return await self._fetch(
+            "daily_performance", f"{SELECT_PERFORMANCE} WHERE symbol = $1 ORDER BY day", symbol
+        )
 
     async def counts(self, symbols: Sequence[str] | None = None) -> dict[str, int]:
         """Rows per table on the primary (optionally only ``symbols``), for tests and chaos checks. Primary
         keys make rows == distinct ids."""
-        tables = ("signals", "orders", "fills", "positions")
+        tables = ("signals", "orders", "fills", "positions", "historical_data")
         where = "" if symbols is None else " WHERE symbol = ANY($1::text[])"
         sql = " UNION ALL ".join(f"SELECT '{t}' AS t, count(*) AS n FROM {t}{where}" for t in tables)
         args: list[Any] = [] if symbols is None else [list(symbols)]

@@ -1,27 +1,33 @@
-"""Hot state in Redis Cluster: the newest bars, indicators, signals and positions per symbol, for the API.
+"""Hot state in Redis Cluster: the newest bars, prices, indicators, signals and positions per symbol.
 
 Key layout (``P`` = key prefix, default ``sp``; ``{SYM}`` is a hash tag, so one symbol's keys share a slot)::
 
     P:{SYM}:bars:<tf>   sorted set  score = start_us, member = the bar as a compact JSON array in the order of
                                     BAR_MEMBER_FIELDS (symbol/timeframe are in the key); one member per
                                     start_us, capped to the newest ``max_bars`` (default 2,000)
+    P:{SYM}:price       hash        symbol, price (close of the newest bar), ts_us (its end), timeframe
     P:{SYM}:ind:<tf>    hash        the newest IndicatorSnapshot of the symbol and timeframe
     P:{SYM}:signal      hash        the newest Signal of the symbol (any timeframe), by start_us
     P:{SYM}:position    hash        symbol, quantity, avg_price, realized_pnl, last_price, ts_us, fill_id,
                                     order_id (the position after the symbol's newest fill)
+    P:{SYM}:chart:<tf>  hash        cached chart responses of the API (:class:`~sinks.redis_cache.ChartCache`)
     P:symbols           sorted set  every symbol written; score = newest start_us/ts_us seen (ZADD GT)
 
-Hash values are plain strings (numbers as ``repr``, arrays as JSON) and are typed back on read from the Avro
-schemas in ``schemas/avro``.
+Every key has a TTL chosen by data type (:class:`~sinks.redis_cache.CachePolicy`, see
+:mod:`sinks.redis_cache`): price 1 s while the symbol's market is open and 60 s when closed, indicators 5 s
+at high volatility and 30 s otherwise, everything else 300 s; chart bars live an hour after their last write.
+Every read counts hits and misses in ``stats`` (:class:`~sinks.redis_cache.CacheStats`).
 
 Writes are batched: a whole batch is one cluster pipeline, which redis-py splits into one packed request per
 primary, sent concurrently (so a batch costs one round trip per primary it touches, at most 3 locally). Each
-key gets one command per batch: the records are grouped per key first and applied by small Lua scripts:
+key gets one command per batch: the records are grouped per key first and applied by small Lua scripts
+(:mod:`sinks.redis_scripts`):
 
-* bars: ``ZREMRANGEBYSCORE s s`` + ``ZADD s member`` per bar, then ``ZREMRANGEBYRANK`` to the cap. Re-writing
-  a bar (even with different stage timestamps after a crash) leaves exactly one member per start.
-* latest hashes: replaced only when the stored ``start_us`` (``ts_us`` for positions) is not newer, so
-  re-processing old records never moves "latest" back in time. An equal time replaces (same record).
+* bars: ``ZREMRANGEBYSCORE s s`` + ``ZADD s member`` per bar, then ``ZREMRANGEBYRANK`` to the cap, the TTL,
+  and the deletion of the symbol/timeframe's cached chart responses. Re-writing a bar (even with different
+  stage timestamps after a crash) leaves exactly one member per start.
+* latest hashes: replaced only when the stored ``start_us`` (``ts_us`` for positions and prices) is not
+  newer, so re-processing old records never moves "latest" back in time. An equal time replaces.
 
 Scripts run by EVALSHA; after a failover or ``SCRIPT FLUSH`` (NOSCRIPT) they are loaded again and the batch
 is re-sent (safe: every write is idempotent).
@@ -29,140 +35,50 @@ is re-sent (safe: every write is idempotent).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from functools import cache
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from sinks.base import SinkBase, SinkError, input_error
+from sinks.redis_cache import (
+    BarSource,
+    CachePolicy,
+    CacheStats,
+    ChartCache,
+    LookupCallback,
+    timeframe_us,
+    warm,
+)
+from sinks.redis_codec import (
+    BAR_MEMBER_FIELDS,
+    POSITION_KINDS,
+    bar_from_member,
+    bar_member,
+    decode_hash,
+    hash_args,
+    kinds,
+)
+from sinks.redis_scripts import SCRIPTS
 
 __all__ = ["BAR_MEMBER_FIELDS", "RedisConfig", "RedisHotState"]
 
 Record = Mapping[str, Any]
-_Kind = Literal["int", "float", "str", "json"]
-
-# KEYS[1] bars zset; ARGV[1] cap (0 = none); ARGV[2..] score, member pairs. Returns ZCARD.
-_BARS_LUA = """
-local key = KEYS[1]
-for i = 2, #ARGV, 2 do
-  redis.call('ZREMRANGEBYSCORE', key, ARGV[i], ARGV[i])
-  redis.call('ZADD', key, ARGV[i], ARGV[i + 1])
-end
-local cap = tonumber(ARGV[1])
-if cap > 0 then redis.call('ZREMRANGEBYRANK', key, 0, -cap - 1) end
-return redis.call('ZCARD', key)
-"""
-
-# KEYS[1] hash; ARGV[1] ordering field; ARGV[2] its new value; ARGV[3..] field, value pairs.
-# Returns 1 when written, 0 when the stored record is newer.
-_LATEST_LUA = """
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if cur and tonumber(cur) > tonumber(ARGV[2]) then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-return 1
-"""
-
-_compact = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per dumps() call
 _BARS_PER_CALL = 1000  # bars per EVALSHA: bounds how long one script blocks its shard
 _HINT = (
     "is the Redis Cluster up and reachable (`stockpulse stack up`, `stockpulse stack status`) and are the "
     "startup nodes right (STOCKPULSE_REDIS__STARTUP_NODES)? Writes are idempotent: retry the same batch"
 )
-
-# Field order of a bar member (a JSON array). Append new fields at the end only: older members then simply
-# lack them on read.
-BAR_MEMBER_FIELDS: tuple[str, ...] = (
-    "bar_id",
-    "start_us",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "vwap",
-    "trades",
-    "first_seq",
-    "last_seq",
-    "ingest_us",
-    "close_us",
-)
-
-_POSITION_KINDS: dict[str, _Kind] = {
-    "symbol": "str",
-    "quantity": "float",
-    "avg_price": "float",
-    "realized_pnl": "float",
-    "last_price": "float",
-    "ts_us": "int",
-    "fill_id": "str",
-    "order_id": "str",
-}
-
-
-@cache
-def _kinds(record: str) -> dict[str, _Kind]:
-    """Field -> value kind of an Avro record (``Bar``, ``IndicatorSnapshot``, ``Signal``)."""
-    from schemas.catalog import full_name, load_avsc_files
-
-    out: dict[str, _Kind] = {}
-    for field in load_avsc_files()[full_name(record)]["fields"]:
-        t = field["type"]
-        if t in ("int", "long"):
-            out[field["name"]] = "int"
-        elif t in ("float", "double"):
-            out[field["name"]] = "float"
-        elif t == "string" or (isinstance(t, dict) and t.get("type") == "enum"):
-            out[field["name"]] = "str"
-        else:
-            out[field["name"]] = "json"
-    return out
-
-
-def _encode_value(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int | float):
-        return repr(value)
-    return _compact(value)
-
-
-def _decode_value(kind: _Kind, raw: str) -> Any:
-    try:
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind == "json":
-            return json.loads(raw)
-    except ValueError:
-        return raw
-    return raw
-
-
-def _decode_hash(kinds: Mapping[str, _Kind], raw: Mapping[str, str]) -> dict[str, Any] | None:
-    if not raw:
-        return None
-    return {k: _decode_value(kinds.get(k, "str"), v) for k, v in raw.items()}
-
-
-def _hash_args(record: Record) -> list[str]:
-    args: list[str] = []
-    for k, v in record.items():
-        args.append(k)
-        args.append(_encode_value(v))
-    return args
+_PRICE_KINDS = {"symbol": "str", "price": "float", "ts_us": "int", "timeframe": "str"}
+_MIN = -(2**63)
 
 
 @dataclass(frozen=True, slots=True)
 class RedisConfig:
-    """Where and how to connect. ``nodes`` are startup nodes (any subset of the cluster)."""
+    """Where and how to connect. ``nodes`` are startup nodes (any subset of the cluster); ``cache`` is the TTL
+    policy; ``warm_bars`` the bars per (symbol, timeframe) loaded by :func:`sinks.redis_cache.warm`."""
 
     nodes: tuple[tuple[str, int], ...] = (("127.0.0.1", 17000), ("127.0.0.1", 17001), ("127.0.0.1", 17002))
     password: str | None = None
@@ -171,19 +87,28 @@ class RedisConfig:
     max_bars: int = 2000
     socket_timeout_s: float = 5.0
     max_connections: int = 32
+    cache: CachePolicy = field(default_factory=CachePolicy)
+    warm_bars: int = 500
 
 
 class RedisHotState(SinkBase):
-    """Batched, idempotent hot-state writes and the API's reads (``redis.asyncio`` cluster, hiredis)."""
+    """Batched, idempotent hot-state writes and the API's reads (``redis.asyncio`` cluster, hiredis).
+
+    ``on_lookup(read, "hit" | "miss", n)`` is called on every counted read (the services export it as a
+    Prometheus counter; sinks never import prometheus)."""
 
     store = "redis"
 
-    def __init__(self, config: RedisConfig | None = None) -> None:
+    def __init__(self, config: RedisConfig | None = None, on_lookup: LookupCallback | None = None) -> None:
         self.config = config or RedisConfig()
         if not self.config.nodes:
             raise ValueError("RedisConfig.nodes is empty: give at least one host:port of the cluster")
         if self.config.max_bars < 0:
             raise ValueError(f"RedisConfig.max_bars={self.config.max_bars}: use 0 (no cap) or a positive cap")
+        if self.config.warm_bars < 0:
+            raise ValueError(f"RedisConfig.warm_bars={self.config.warm_bars}: use 0 (no warming) or more")
+        self.stats = CacheStats(on_lookup)
+        self.chart = ChartCache(self)
         self._client: RedisCluster | None = None
         self._sha: dict[str, str] = {}
 
@@ -195,6 +120,14 @@ class RedisHotState(SinkBase):
     def bars_key(self, symbol: str, timeframe: str) -> str:
         """``P:{SYM}:bars:<tf>``"""
         return self._key(symbol, "bars", timeframe)
+
+    def chart_key(self, symbol: str, timeframe: str) -> str:
+        """``P:{SYM}:chart:<tf>``"""
+        return self._key(symbol, "chart", timeframe)
+
+    def price_key(self, symbol: str) -> str:
+        """``P:{SYM}:price``"""
+        return self._key(symbol, "price")
 
     def snapshot_key(self, symbol: str, timeframe: str) -> str:
         """``P:{SYM}:ind:<tf>``"""
@@ -264,16 +197,15 @@ class RedisHotState(SinkBase):
 
     async def _load_scripts(self) -> None:
         client = self._require()
-        self._sha = {
-            "bars": await client.script_load(_BARS_LUA),
-            "latest": await client.script_load(_LATEST_LUA),
-        }
+        self._sha = {name: await client.script_load(text) for name, text in SCRIPTS.items()}
 
-    # ---- writes -----------------------------------------------------------------------------------------
+    # ---- one pipeline -----------------------------------------------------------------------------------
 
-    async def _run(self, operation: str, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Send ``commands`` as one cluster pipeline (one packed request per primary); re-load the scripts
-        and re-send once on NOSCRIPT. Any other failed command raises :class:`SinkError`."""
+    async def execute(self, operation: str, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` as one cluster pipeline (one packed request per primary). A command
+        ``("EVALSHA", name, ...)`` runs the script ``name`` of :data:`sinks.redis_scripts.SCRIPTS`; on
+        NOSCRIPT the scripts are loaded again and the batch re-sent once. A failed command raises
+        :class:`SinkError` naming ``operation``."""
         client = self._require()
         if not commands:
             return []
@@ -303,44 +235,66 @@ class RedisHotState(SinkBase):
         args: list[Any] = []
         for sym, t in newest.items():
             args += [t, sym]
-        return [("ZADD", self.symbols_key, "GT", *args)]
+        commands: list[tuple[Any, ...]] = [("ZADD", self.symbols_key, "GT", *args)]
+        ttl = self.config.cache.index_ttl_ms
+        commands.append(("PEXPIRE", self.symbols_key, ttl) if ttl else ("PERSIST", self.symbols_key))
+        return commands
+
+    # ---- writes -----------------------------------------------------------------------------------------
 
     async def write_bars(self, bars: Iterable[Record]) -> int:
-        """Add closed bars (decoded ``Bar`` records) to the per-symbol sorted sets; one pipeline per batch.
+        """Add closed bars (decoded ``Bar`` records) to the per-symbol sorted sets, update each symbol's
+        price, and invalidate the cached chart responses of every symbol/timeframe written; one pipeline.
 
         Idempotent: one member per (symbol, timeframe, start_us) whatever is re-sent; the newest
         ``max_bars`` are kept. Returns the number of bars given."""
         per_key: dict[tuple[str, str], dict[int, str]] = {}
         newest: dict[str, int] = {}
+        prices: dict[str, dict[str, Any]] = {}
         n = 0
         try:
             for bar in bars:
                 sym, tf, start = bar["symbol"], bar["timeframe"], int(bar["start_us"])
-                member = _compact([bar[f] for f in BAR_MEMBER_FIELDS])
-                per_key.setdefault((sym, tf), {})[start] = member
-                if start > newest.get(sym, -(2**63)):
-                    newest[sym] = start
+                per_key.setdefault((sym, tf), {})[start] = bar_member(bar)
+                newest[sym] = max(start, newest.get(sym, _MIN))
+                end = start + timeframe_us(tf)
+                cur = prices.get(sym)
+                if cur is None or cur["ts_us"] <= end:
+                    prices[sym] = {"symbol": sym, "price": float(bar["close"]), "ts_us": end, "timeframe": tf}
                 n += 1
         except (KeyError, TypeError, ValueError) as exc:
             raise input_error(self.store, "Bar", exc) from exc
-        cap = self.config.max_bars
+        policy, cap = self.config.cache, self.config.max_bars
         commands: list[tuple[Any, ...]] = []
         for (sym, tf), members in per_key.items():
             starts = sorted(members)
             if cap:
                 starts = starts[-cap:]  # older ones would be trimmed at once
-            key = self.bars_key(sym, tf)
+            keys = (self.bars_key(sym, tf), self.chart_key(sym, tf))
             for i in range(0, len(starts), _BARS_PER_CALL):
                 args: list[Any] = []
                 for s in starts[i : i + _BARS_PER_CALL]:
                     args += [s, members[s]]
-                commands.append(("EVALSHA", "bars", 1, key, cap, *args))
+                commands.append(("EVALSHA", "bars", 2, *keys, cap, policy.bars_ttl_ms, *args))
+        for sym, price in prices.items():
+            ttl = policy.price_ttl_ms(price["ts_us"])
+            commands.append(self._latest(self.price_key(sym), "ts_us", price, ttl))
         commands += self._symbol_commands(newest)
-        await self._run("write_bars", commands)
+        await self.execute("write_bars", commands)
         return n
 
+    @staticmethod
+    def _latest(key: str, order_field: str, rec: Record, ttl_ms: int) -> tuple[Any, ...]:
+        return ("EVALSHA", "latest", 1, key, order_field, int(rec[order_field]), ttl_ms, *hash_args(rec))
+
     async def _write_latest(
-        self, operation: str, kind: str, records: Iterable[Record], key_of: Any, order_field: str
+        self,
+        operation: str,
+        kind: str,
+        records: Iterable[Record],
+        key_of: Callable[[Record], str],
+        order_field: str,
+        ttl_of: Callable[[Record], int],
     ) -> int:
         latest: dict[str, Record] = {}
         newest: dict[str, int] = {}
@@ -353,33 +307,37 @@ class RedisHotState(SinkBase):
                 if cur is None or int(cur[order_field]) <= t:
                     latest[key] = rec
                 sym = rec["symbol"]
-                if t > newest.get(sym, -(2**63)):
-                    newest[sym] = t
+                newest[sym] = max(t, newest.get(sym, _MIN))
                 n += 1
-            commands: list[tuple[Any, ...]] = [
-                ("EVALSHA", "latest", 1, key, order_field, int(rec[order_field]), *_hash_args(rec))
-                for key, rec in latest.items()
-            ]
+            commands = [self._latest(key, order_field, rec, ttl_of(rec)) for key, rec in latest.items()]
         except (KeyError, TypeError, ValueError) as exc:
             raise input_error(self.store, kind, exc) from exc
         commands += self._symbol_commands(newest)
-        await self._run(operation, commands)
+        await self.execute(operation, commands)
         return n
 
     async def write_snapshots(self, snapshots: Iterable[Record]) -> int:
-        """Keep the newest ``IndicatorSnapshot`` per (symbol, timeframe); older ones never replace newer."""
+        """Keep the newest ``IndicatorSnapshot`` per (symbol, timeframe); older ones never replace newer.
+        TTL 5 s when the snapshot's ATR/close marks high volatility, else 30 s (the cache policy)."""
         return await self._write_latest(
             "write_snapshots",
             "IndicatorSnapshot",
             snapshots,
             lambda r: self.snapshot_key(r["symbol"], r["timeframe"]),
             "start_us",
+            self.config.cache.indicator_ttl_ms,
         )
 
     async def write_signals(self, signals: Iterable[Record]) -> int:
         """Keep the newest ``Signal`` per symbol (by bar ``start_us``); older ones never replace newer."""
+        default = self.config.cache.default_ttl_ms
         return await self._write_latest(
-            "write_signals", "Signal", signals, lambda r: self.signal_key(r["symbol"]), "start_us"
+            "write_signals",
+            "Signal",
+            signals,
+            lambda r: self.signal_key(r["symbol"]),
+            "start_us",
+            lambda _: default,
         )
 
     async def write_positions(self, fills: Iterable[Record]) -> int:
@@ -402,46 +360,68 @@ class RedisHotState(SinkBase):
                 )
         except (KeyError, TypeError, ValueError) as exc:
             raise input_error(self.store, "Fill", exc) from exc
+        default = self.config.cache.default_ttl_ms
         return await self._write_latest(
-            "write_positions", "Fill", rows, lambda r: self.position_key(r["symbol"]), "ts_us"
+            "write_positions",
+            "Fill",
+            rows,
+            lambda r: self.position_key(r["symbol"]),
+            "ts_us",
+            lambda _: default,
         )
 
-    # ---- reads ------------------------------------------------------------------------------------------
-
-    async def _read(self, operation: str, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        return await self._run(operation, list(commands))
+    # ---- reads (each counted as hits and misses in ``stats``) ----------------------------------------------
 
     async def bars(self, symbol: str, timeframe: str, limit: int = 500) -> list[dict[str, Any]]:
         """The newest ``limit`` bars of ``symbol``/``timeframe``, oldest first (as stored: JSON-decoded)."""
         if limit <= 0:
             return []
-        (members,) = await self._read("bars", [("ZRANGE", self.bars_key(symbol, timeframe), -limit, -1)])
-        out = []
-        for m in members:
-            bar: dict[str, Any] = {"symbol": symbol, "timeframe": timeframe}
-            bar.update(zip(BAR_MEMBER_FIELDS, json.loads(m), strict=False))
-            out.append(bar)
-        return out
+        (members,) = await self.execute("bars", [("ZRANGE", self.bars_key(symbol, timeframe), -limit, -1)])
+        self.stats.count("bars", int(bool(members)), int(not members))
+        return [bar_from_member(symbol, timeframe, m) for m in members]
+
+    async def bars_read_through(
+        self, symbol: str, timeframe: str, source: BarSource, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """:meth:`bars`, and on a miss warm the key from ``source`` (ClickHouse) and read it again."""
+        rows = await self.bars(symbol, timeframe, limit)
+        if rows:
+            return rows
+        report = await warm(self, [symbol], [timeframe], source, max(limit, self.config.warm_bars))
+        if not report.bars:
+            return []
+        (members,) = await self.execute("bars", [("ZRANGE", self.bars_key(symbol, timeframe), -limit, -1)])
+        return [bar_from_member(symbol, timeframe, m) for m in members]
 
     async def symbols(self) -> list[str]:
         """Every symbol written so far, sorted."""
-        (syms,) = await self._read("symbols", [("ZRANGE", self.symbols_key, 0, -1)])
+        (syms,) = await self.execute("symbols", [("ZRANGE", self.symbols_key, 0, -1)])
         return sorted(syms)
 
     async def latest_signals(self, symbols: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """The newest signal of each symbol (all known symbols when ``symbols`` is None), sorted by symbol;
         symbols without a signal are left out. One pipeline for all symbols."""
         syms = await self.symbols() if symbols is None else sorted(set(symbols))
-        raws = await self._read("latest_signals", [("HGETALL", self.signal_key(s)) for s in syms])
-        kinds = _kinds("Signal")
-        return [d for d in (_decode_hash(kinds, r) for r in raws) if d is not None]
+        raws = await self.execute("latest_signals", [("HGETALL", self.signal_key(s)) for s in syms])
+        found = [d for d in (decode_hash(kinds("Signal"), r) for r in raws) if d is not None]
+        self.stats.count("signal", len(found), len(syms) - len(found))
+        return found
+
+    async def _hash(self, read: str, key: str, kinds_: Mapping[str, Any]) -> dict[str, Any] | None:
+        (raw,) = await self.execute(read, [("HGETALL", key)])
+        out = decode_hash(kinds_, raw)
+        self.stats.count(read, int(out is not None), int(out is None))
+        return out
 
     async def latest_snapshot(self, symbol: str, timeframe: str) -> dict[str, Any] | None:
         """The newest indicator snapshot of ``symbol``/``timeframe``, or None."""
-        (raw,) = await self._read("latest_snapshot", [("HGETALL", self.snapshot_key(symbol, timeframe))])
-        return _decode_hash(_kinds("IndicatorSnapshot"), raw)
+        return await self._hash("snapshot", self.snapshot_key(symbol, timeframe), kinds("IndicatorSnapshot"))
+
+    async def price(self, symbol: str) -> dict[str, Any] | None:
+        """``{symbol, price, ts_us, timeframe}``: the close of the newest bar of ``symbol`` and its end time,
+        or None once the price TTL has passed (1 s while the market is open, 60 s when closed)."""
+        return await self._hash("price", self.price_key(symbol), _PRICE_KINDS)
 
     async def position(self, symbol: str) -> dict[str, Any] | None:
-        """The position after the newest fill of ``symbol``, or None (keys as in :data:`_POSITION_KINDS`)."""
-        (raw,) = await self._read("position", [("HGETALL", self.position_key(symbol))])
-        return _decode_hash(_POSITION_KINDS, raw)
+        """The position after the newest fill of ``symbol``, or None (keys as in ``POSITION_KINDS``)."""
+        return await self._hash("position", self.position_key(symbol), POSITION_KINDS)

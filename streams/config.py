@@ -124,11 +124,27 @@ class SchemaSettings(_Frozen):
     registry_password: SecretStr | None = None
 
 
+class CacheSettings(_Frozen):
+    """Redis TTLs by data type (seconds; 0 = no expiry) and the thresholds that choose between them
+    (:class:`sinks.redis_cache.CachePolicy`; ``STOCKPULSE_REDIS__CACHE__*``)."""
+
+    price_open_ttl_s: float = Field(1.0, ge=0, description="price keys while the symbol's market is open")
+    price_closed_ttl_s: float = Field(60.0, ge=0, description="price keys while it is closed")
+    market_open_window_s: float = Field(60.0, ge=0, description="open = newest bar ended at most this ago")
+    indicator_high_vol_ttl_s: float = Field(5.0, ge=0, description="indicator keys at high volatility")
+    indicator_low_vol_ttl_s: float = Field(30.0, ge=0, description="indicator keys otherwise")
+    high_volatility_atr_ratio: float = Field(0.002, ge=0, description="ATR/close above this = high vol")
+    default_ttl_s: float = Field(300.0, ge=0, description="signals, positions, cached chart responses")
+    bars_ttl_s: float = Field(3600.0, ge=0, description="chart bars, after their last write")
+    warm_bars: int = Field(500, ge=0, description="bars per symbol/timeframe loaded from ClickHouse at start")
+
+
 class RedisSettings(_Frozen):
     startup_nodes: str = Field("127.0.0.1:17000,127.0.0.1:17001,127.0.0.1:17002", description="host:port,...")
     password: SecretStr | None = None
     ssl: bool = False
     key_prefix: str = "sp"
+    cache: CacheSettings = CacheSettings()
 
     @property
     def nodes(self) -> list[tuple[str, int]]:
@@ -233,6 +249,9 @@ class SinkSettings(_Frozen):
     max_buffered: int = Field(20_000, ge=1, description="write when this many records are buffered")
     redis_max_bars: int = Field(2000, ge=1, description="bars kept per symbol and timeframe in Redis")
     ticks_ttl_days: int = Field(90, ge=0, description="ClickHouse tick history retention (0 = forever)")
+    performance_refresh_s: float = Field(
+        10.0, ge=0, description="refresh PostgreSQL daily_performance at most this often after new fills"
+    )
 
 
 class StackSettings(_Frozen):
@@ -250,6 +269,30 @@ class StackSettings(_Frozen):
     tansu_storage: str = "memory://tansu/"
     clickhouse_http_port: int = 18123
     postgres_bin_dir: Path | None = None
+
+
+class ApiSettings(_Frozen):
+    """The API service (``stockpulse api``, :mod:`streams.api`): where it listens, its input limits and how
+    long it waits for the stores and the broker. One process by default; ``workers`` > 1 starts that many
+    uvicorn worker processes on the same port (each with its own store pools and stream consumer)."""
+
+    host: str = Field("127.0.0.1", description="listen address (0.0.0.0 for all interfaces)")
+    port: int = Field(8080, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
+    cors_origins: tuple[str, ...] = Field((), description="origins allowed by CORS, e.g. https://app.example")
+    compute_max_values: int = Field(100_000, ge=1, description="largest `values` of /api/indicators/compute")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="largest accepted request body")
+    store_timeout_s: float = Field(2.0, gt=0, description="deadline of one store read before falling back")
+    health_timeout_s: float = Field(1.0, gt=0, description="deadline of each /healthz check")
+    order_ack_timeout_s: float = Field(5.0, gt=0, description="wait for the broker to acknowledge an order")
+    idempotency_ttl_s: int = Field(86_400, ge=60, description="how long an Idempotency-Key is remembered")
+    ws_snapshot_bars: int = Field(
+        300, ge=0, le=5000, description="bars per symbol in a new client's snapshot"
+    )
+    ws_queue: int = Field(2000, ge=10, description="messages buffered per WebSocket client before dropping")
+    ws_max_symbols: int = Field(50, ge=1, le=1000, description="symbols per WebSocket subscription")
+    wasm_dir: Path = Field(PROJECT_ROOT / "wasm", description="served at /static/wasm (indicators.js/.wasm)")
+    access_log: bool = Field(False, description="uvicorn access log (off: it costs ~10% throughput)")
 
 
 class Settings(BaseSettings):
@@ -272,6 +315,7 @@ class Settings(BaseSettings):
     order: OrderSettings = OrderSettings()
     sink: SinkSettings = SinkSettings()
     stack: StackSettings = StackSettings()
+    api: ApiSettings = ApiSettings()
     data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"
     log_level: Literal["debug", "info", "warn", "error"] = "warn"
     service_group_prefix: str = Field(

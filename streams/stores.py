@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sinks.clickhouse_history import ClickHouseConfig, ClickHouseHistory
 from sinks.postgres_orders import PostgresConfig, PostgresOrders
+from sinks.redis_cache import CachePolicy
 from sinks.redis_state import RedisConfig, RedisHotState
 from streams.config import Settings
 
@@ -16,6 +17,8 @@ def redis_config(settings: Settings) -> RedisConfig:
         ssl=r.ssl,
         key_prefix=r.key_prefix,
         max_bars=settings.sink.redis_max_bars,
+        cache=CachePolicy(**r.cache.model_dump(exclude={"warm_bars"})),
+        warm_bars=r.cache.warm_bars,
     )
 
 

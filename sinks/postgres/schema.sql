@@ -80,3 +80,64 @@ CREATE TABLE IF NOT EXISTS positions (
     fill_id      text             NOT NULL,
     order_id     text             NOT NULL
 );
+
+-- Historical bars (every closed bar of every timeframe the sink service writes), for the API's chart reads
+-- on the replica when Redis misses. Range-partitioned by bar start: monthly partitions
+-- (historical_data_yYYYYmMM) are created on demand by the adapter, like orders'. The primary key
+-- (symbol, timeframe, start) is the composite index of chart reads ("newest N bars of a symbol and
+-- timeframe before T": an index range scan on one or two partitions) and makes writes idempotent
+-- (INSERT ... ON CONFLICT DO NOTHING).
+CREATE TABLE IF NOT EXISTS historical_data (
+    bar_id      text             NOT NULL,
+    symbol      text             NOT NULL,
+    timeframe   text             NOT NULL,
+    start       timestamptz      NOT NULL,
+    open        double precision NOT NULL,
+    high        double precision NOT NULL,
+    low         double precision NOT NULL,
+    close       double precision NOT NULL,
+    volume      double precision NOT NULL,
+    vwap        double precision NOT NULL,
+    trades      integer          NOT NULL,
+    first_seq   bigint           NOT NULL,
+    last_seq    bigint           NOT NULL,
+    ingest_us   bigint           NOT NULL DEFAULT 0,
+    close_us    bigint           NOT NULL DEFAULT 0,
+    inserted_at timestamptz      NOT NULL DEFAULT now(),
+    CONSTRAINT historical_data_pkey PRIMARY KEY (symbol, timeframe, start)
+) PARTITION BY RANGE (start);
+
+-- Realized performance per symbol and UTC day, from fills. A fill's `realized_pnl` is the symbol's
+-- cumulative realized PnL after it, so the profit a fill realized is the change since the symbol's previous
+-- fill (ordered by ts, fill_id; the first stored fill counts its whole realized_pnl). trades = fills;
+-- closing_trades = fills that realized a non-zero profit; avg_realized_pnl = realized_pnl / trades.
+-- The unique index on (symbol, day) lets `REFRESH MATERIALIZED VIEW CONCURRENTLY` run without blocking
+-- readers; PostgresOrders.refresh_daily_performance() does that (the sink service at most every
+-- STOCKPULSE_SINK__PERFORMANCE_REFRESH_S seconds, after new fills).
+CREATE MATERIALIZED VIEW IF NOT EXISTS daily_performance AS
+WITH per_fill AS (
+    SELECT
+        symbol,
+        (ts AT TIME ZONE 'UTC')::date AS day,
+        side,
+        quantity,
+        price,
+        realized_pnl - coalesce(lag(realized_pnl) OVER (PARTITION BY symbol ORDER BY ts, fill_id), 0)
+            AS realized
+    FROM fills
+)
+SELECT
+    symbol,
+    day,
+    count(*)::bigint                               AS trades,
+    count(*) FILTER (WHERE side = 'BUY')::bigint   AS buys,
+    count(*) FILTER (WHERE side = 'SELL')::bigint  AS sells,
+    count(*) FILTER (WHERE realized <> 0)::bigint  AS closing_trades,
+    sum(quantity)                                  AS quantity,
+    sum(quantity * price)                          AS notional,
+    sum(realized)                                  AS realized_pnl,
+    avg(realized)                                  AS avg_realized_pnl
+FROM per_fill
+GROUP BY symbol, day
+WITH DATA;
+CREATE UNIQUE INDEX IF NOT EXISTS daily_performance_symbol_day ON daily_performance (symbol, day);

@@ -55,6 +55,9 @@ def make_app(settings: Settings, service: str, **overrides: Any) -> faust.App:
         "stream_buffer_maxsize": 4096,
         "broker_max_poll_records": 500,
         "table_cleanup_interval": 3600.0,
+        # Events are acked only after our checkpoint; Faust must not wait for acks during a rebalance
+        # (our revocation handler checkpoints and acks the revoked partitions itself).
+        "stream_wait_empty": False,
     }
     conf.update(overrides)
     return faust.App(f"{settings.service_group_prefix}-{service}", **conf)

@@ -7,10 +7,13 @@ re-delivers at most the records since the last checkpoint, and the stores, keyed
 deterministic ids, keep one copy. A store that fails is retried (``stockpulse_sink_errors_total``) and holds
 the checkpoint back: nothing is lost while it is down.
 
+At start the Redis chart bars are warmed from ClickHouse for every (symbol, timeframe) whose key is missing
+(:func:`sinks.redis_cache.warm`), so charts are served from Redis after a Redis restart or flush.
+
 | topic | Redis | ClickHouse | PostgreSQL |
 |---|---|---|---|
 | ticks | | ticks | |
-| bars.<tf> | bars | bars | |
+| bars.<tf> | bars, price | bars | historical_data |
 | indicators.<tf> | latest snapshot | indicators | |
 | signals | latest signal | signals | signals |
 | orders | | | orders |
@@ -28,10 +31,12 @@ import faust
 
 from schemas.serde import AvroSerde, WireFormatError
 from sinks.base import SinkError, SinkInputError
+from sinks.redis_cache import warm
+from sinks.redis_state import RedisHotState
 from streams.apps.base import StatefulService
 from streams.config import Settings
-from streams.metrics import SINK_ERRORS
-from streams.stores import clickhouse_history, postgres_orders, redis_state
+from streams.metrics import CACHE_REQUESTS, SINK_ERRORS
+from streams.stores import clickhouse_history, postgres_orders, redis_config
 
 log = logging.getLogger("stockpulse.sink")
 Record = dict[str, Any]
@@ -67,14 +72,23 @@ class SinkService(StatefulService[_NoState]):
         }
         self.buffers: dict[str, list[Record]] = {kind: [] for kind in self.serdes}
         self.buffered = 0
-        self.redis = redis_state(settings)
+        self.redis = RedisHotState(
+            redis_config(settings), lambda read, result, n: CACHE_REQUESTS.labels(result).inc(n)
+        )
         self.clickhouse = clickhouse_history(settings)
         self.postgres = postgres_orders(settings)
+        self._fills_since_refresh = False
+        self._refreshed_at = float("-inf")
         self.timer(settings.sink.flush_s, self._tick)
 
     async def on_open(self) -> None:
         for store in (self.redis, self.clickhouse, self.postgres):
             await self._retry(f"{type(store).__name__}.open", store.open)
+        try:
+            report = await warm(self.redis, None, self.settings.topics.timeframes, self.clickhouse)
+            log.info("redis warmed from clickhouse: %s", report)
+        except SinkError as exc:  # warming is an optimisation: never a reason not to start
+            log.warning("redis cache warming skipped: %s", exc)
 
     def new_state(self, partition: int) -> _NoState:
         return _NoState()
@@ -110,6 +124,7 @@ class SinkService(StatefulService[_NoState]):
         if b["bars"]:
             writes.append(("redis.bars", lambda: self.redis.write_bars(b["bars"])))
             writes.append(("clickhouse.bars", lambda: self.clickhouse.write_bars(b["bars"])))
+            writes.append(("postgres.bars", lambda: self.postgres.write_bars(b["bars"])))
         if b["snapshots"]:
             writes.append(("redis.snapshots", lambda: self.redis.write_snapshots(b["snapshots"])))
             writes.append(("clickhouse.indicators", lambda: self.clickhouse.write_snapshots(b["snapshots"])))
@@ -123,6 +138,26 @@ class SinkService(StatefulService[_NoState]):
             writes.append(("postgres.fills", lambda: self.postgres.write_fills(b["fills"])))
             writes.append(("redis.positions", lambda: self.redis.write_positions(b["fills"])))
         await asyncio.gather(*(self._retry(name, write) for name, write in writes))
+        if b["fills"]:
+            self._fills_since_refresh = True
+        await self._refresh_performance()
+
+    async def _refresh_performance(self) -> None:
+        """Refresh ``daily_performance`` (concurrently: readers are not blocked) at most every
+        ``sink.performance_refresh_s`` after new fills. A failure is logged, not retried: the next flush
+        after new fills tries again, and the view is a derived read model."""
+        now = asyncio.get_running_loop().time()
+        if (
+            not self._fills_since_refresh
+            or now - self._refreshed_at < self.settings.sink.performance_refresh_s
+        ):
+            return
+        try:
+            await self.postgres.refresh_daily_performance()
+            self._fills_since_refresh, self._refreshed_at = False, now
+        except SinkError as exc:
+            SINK_ERRORS.labels("postgres").inc()
+            log.warning("daily_performance refresh failed (%s); trying again after the next fills", exc)
 
     async def _retry(self, name: str, call: Callable[[], Awaitable[Any]]) -> Any:
         delay = 0.1

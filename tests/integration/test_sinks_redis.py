@@ -197,9 +197,10 @@ async def test_a_batch_is_one_request_per_primary(
     await state.write_signals([_signal(f"SYM{i}", base[-1]["start_us"]) for i in range(50)])
     monkeypatch.undo()
     primaries = len(state.client.get_primaries())
-    # write_bars: one request per primary; write_signals: the same. 50 keys + 1 symbols ZADD each.
+    # write_bars: one request per primary; write_signals: the same. write_bars: 50 bars keys + 50 price
+    # keys, write_signals: 50 signal keys; each + the symbols index's ZADD and PEXPIRE.
     assert len(calls) <= 2 * primaries, calls
-    assert sum(calls) == 2 * (50 + 1)
+    assert sum(calls) == (100 + 2) + (50 + 2)
     assert len(await state.latest_signals()) == 50
 
 

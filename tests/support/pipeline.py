@@ -1,0 +1,211 @@
+"""Run the whole pipeline (feed, price, signal, order, sink as separate processes) in an isolated namespace,
+inject faults, and read back what the stores hold, over real connections.
+
+Used by the pipeline, chaos and benchmark tests: a clean run and a run with faults must leave identical
+stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+import numpy as np
+
+from streams.config import Settings
+from streams.demo import run_settings, settings_env, spawn
+from streams.kafka import create_topics
+from streams.sources.producer import TickProducer
+from streams.sources.recordings import load_recording
+
+SERVICES = ("feed", "price", "signal", "order", "sink")
+FILES = ("eurusd_2020-01-01_quotes.csv", "truefx_usdjpy_2013-01_quotes.csv", "binance_btcusdt_trades.parquet")
+
+
+@dataclass
+class Ticks:
+    symbols: list[str]
+    index: np.ndarray
+    ts: np.ndarray
+    price: np.ndarray
+    size: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+def real_ticks(settings: Settings, files: tuple[str, ...] = FILES) -> Ticks:
+    """The real recordings, interleaved round-robin by position so every symbol advances together."""
+    recs = [load_recording(settings.data_dir / f) for f in files]
+    keys = np.concatenate([np.arange(len(r)) / len(r) for r in recs])
+    order = np.argsort(keys, kind="stable")
+    idx = np.concatenate([np.full(len(r), i, np.int32) for i, r in enumerate(recs)])[order]
+    ts = np.concatenate([r.ts_us for r in recs])[order]
+    px = np.concatenate([r.price for r in recs])[order]
+    sz = np.concatenate([r.size for r in recs])[order]
+    return Ticks([r.symbol for r in recs], idx, ts, px, sz)
+
+
+class PipelineRun:
+    """One namespace (topics, groups, Redis prefix, ClickHouse database, PostgreSQL schema), its processes."""
+
+    def __init__(self, settings: Settings, tag: str, extra_env: dict[str, str] | None = None) -> None:
+        self.run = f"{tag}-{uuid.uuid4().hex[:6]}"
+        self.settings = run_settings(settings, self.run)
+        create_topics(self.settings)
+        self.env = {**settings_env(self.settings), **(extra_env or {})}
+        self.logs = settings.stack.dir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.producer = TickProducer(self.settings, "avro")
+
+    def log(self, name: str) -> Path:
+        return self.logs / f"{self.run}-{name}.log"
+
+    def start(self, *names: str) -> None:
+        for name in names or SERVICES:
+            args = ["feed"] if name == "feed" else ["worker", name]
+            self.procs[name] = spawn(args, self.env, self.log(name))
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the service's whole process group: no shutdown hooks, no final checkpoint."""
+        p = self.procs[name]
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(10)
+
+    def check_alive(self) -> None:
+        for name, p in self.procs.items():
+            if p.poll() is not None:
+                tail = self.log(name).read_text(errors="replace")[-3000:]
+                raise AssertionError(f"{name} exited with {p.returncode}:\n{tail}")
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+
+    def send(self, ticks: Ticks, start: int = 0, stop: int | None = None, rate: float | None = None) -> None:
+        """Send ticks[start:stop] to ticks.raw, at ``rate`` ticks/s (None: as fast as possible)."""
+        stop = len(ticks) if stop is None else stop
+        chunk = (stop - start) if rate is None else max(1, int(rate / 20))
+        t0 = time.perf_counter()
+        for i in range(start, stop, chunk):
+            j = min(stop, i + chunk)
+            self.producer.send(
+                ticks.symbols, ticks.index[i:j], ticks.ts[i:j], ticks.price[i:j], ticks.size[i:j]
+            )
+            if rate is not None:
+                time.sleep(max(0.0, t0 + (j - start) / rate - time.perf_counter()))
+
+    def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every store's content for this namespace, as sorted tuples (stage timestamps left out)."""
+        return asyncio.run(_snapshot(self.settings))
+
+    def wait_settled(self, valid_ticks: int, timeout: float = 120.0, quiet_s: float = 3.0) -> dict[str, int]:
+        """Wait until ClickHouse has every valid tick, every tick is inside a stored 1s bar (the last bars
+        close on the idle flush) and no store count changed for ``quiet_s`` seconds."""
+        deadline = time.monotonic() + timeout
+        last: dict[str, int] | None = None
+        since = time.monotonic()
+        while time.monotonic() < deadline:
+            self.check_alive()
+            counts = asyncio.run(_counts(self.settings))
+            if counts != last:
+                last, since = counts, time.monotonic()
+            elif (
+                counts.get("ticks", 0) >= valid_ticks
+                and counts.get("ticks_in_1s_bars", 0) >= valid_ticks
+                and time.monotonic() - since >= quiet_s
+            ):
+                return counts
+            time.sleep(0.5)
+        raise AssertionError(f"pipeline did not settle in {timeout}s: {last} (want {valid_ticks} ticks)")
+
+
+async def _counts(settings: Settings) -> dict[str, int]:
+    snap = await _snapshot(settings)
+    counts = {k: len(v) for k, v in snap.items()}
+    counts["ticks_in_1s_bars"] = sum(int(b[8]) for b in snap["bars"] if b[1] == "1s")
+    return counts
+
+
+def _row(row: Any) -> tuple[Any, ...]:
+    """A row as a tuple with NaN as None: NaN != NaN would make equal stores compare unequal."""
+    return tuple(None if isinstance(v, float) and math.isnan(v) else v for v in row)
+
+
+async def _snapshot(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
+    import asyncpg
+
+    c = settings.clickhouse
+    ch = await asyncio.to_thread(
+        clickhouse_connect.get_client,
+        dsn=c.url,
+        username=c.username,
+        password=c.password.get_secret_value() if c.password else "",
+    )
+    queries = {
+        "ticks": "SELECT symbol, seq, toUnixTimestamp64Micro(ts), price, size FROM {db}.ticks FINAL",
+        "bars": "SELECT symbol, timeframe, toUnixTimestamp64Micro(start), open, high, low, close, volume, "
+        "trades "
+        "FROM {db}.bars FINAL",
+        "indicators": "SELECT snapshot_id, ema_fast, rsi, macd, bb_upper, atr FROM {db}.indicators FINAL",
+        "signals": "SELECT signal_id, symbol, toUnixTimestamp64Micro(start), toString(action), "
+        "round(score, 5) "
+        "FROM {db}.signals FINAL",
+    }
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    try:
+        for name, sql in queries.items():
+            try:
+                rows = (await asyncio.to_thread(ch.query, sql.format(db=c.database))).result_rows
+            except Exception as exc:  # the table does not exist until the sink's first write
+                if "UNKNOWN_TABLE" not in str(exc) and "UNKNOWN_DATABASE" not in str(exc):
+                    raise
+                rows = []
+            out[name] = sorted(_row(r) for r in rows)
+    finally:
+        ch.close()
+    pg = settings.postgres
+    conn = await asyncpg.connect(pg.dsn.get_secret_value(), server_settings={"search_path": pg.schema_name})
+    try:
+        for name, sql in {
+            "orders": "SELECT order_id, symbol, side, quantity, ref_price, status, reason FROM orders",
+            "fills": "SELECT fill_id, order_id, side, quantity, price, position, realized_pnl FROM fills",
+            "pg_bars": "SELECT symbol, timeframe, (extract(epoch FROM start) * 1000000)::bigint, open, high, "
+            "low, close, volume, trades FROM historical_data",
+        }.items():
+            try:
+                rows = await conn.fetch(sql)
+            except asyncpg.UndefinedTableError:
+                rows = []
+            out[name] = sorted(_row(r) for r in rows)
+    finally:
+        await conn.close()
+    return out
+
+
+@contextmanager
+def pipeline(settings: Settings, tag: str, extra_env: dict[str, str] | None = None) -> Iterator[PipelineRun]:
+    run = PipelineRun(settings, tag, extra_env)
+    try:
+        yield run
+    finally:
+        run.stop()
