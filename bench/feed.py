@@ -84,7 +84,8 @@ def _raw_consume(settings: Settings, n: int) -> float:
     return n / elapsed
 
 
-def run(n: int = 500_000, fmt: str = "avro") -> dict[str, Any]:
+def run(quick: bool = False, n: int | None = None, fmt: str = "avro") -> dict[str, Any]:
+    n = n or (100_000 if quick else 500_000)
     settings = _isolated(get_settings())
     names, idx, ts, px, sz = _input(settings, n)
     produced = TickProducer(settings, fmt).send(names, idx, ts, px, sz)
@@ -126,7 +127,7 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=500_000)
     ap.add_argument("--format", default="avro", choices=["avro", "json"])
     args = ap.parse_args()
-    result = run(args.messages, args.format)
+    result = run(n=args.messages, fmt=args.format)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"feed_{args.format}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

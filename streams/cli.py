@@ -23,6 +23,10 @@ topics_app = typer.Typer(help="Kafka topics of the pipeline.", no_args_is_help=T
 schemas_app = typer.Typer(help="Avro schemas and their id catalog.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
+bench_app = typer.Typer(
+    help="Benchmarks, each against a baseline measured in the same run.", no_args_is_help=True
+)
+app.add_typer(bench_app, name="bench")
 console = Console(width=None if sys.stdout.isatty() else 120)
 
 
@@ -218,7 +222,7 @@ def simulate(
 
 
 @app.command()
-def worker(service: str = typer.Argument(..., help="Service to run: price.")) -> None:
+def worker(service: str = typer.Argument(..., help="Service to run: price, signal, order or sink.")) -> None:
     """Run a Faust stream-processing service (its own app and consumer group)."""
     from streams.services import SERVICES, run_service
 
@@ -226,6 +230,18 @@ def worker(service: str = typer.Argument(..., help="Service to run: price.")) ->
         _fail(f"unknown service {service!r}; choose one of {sorted(SERVICES)}")
     _logging()
     run_service(service)
+
+
+@app.command()
+def api(
+    host: str = typer.Option(None, help="Listen address (default STOCKPULSE_API__HOST, 127.0.0.1)."),
+    port: int = typer.Option(None, help="Port (default STOCKPULSE_API__PORT, 8080)."),
+    workers: int = typer.Option(None, help="uvicorn worker processes (default STOCKPULSE_API__WORKERS)."),
+) -> None:
+    """Serve the query API, the live WebSocket stream and the dashboard (FastAPI + uvicorn)."""
+    from streams.api.server import serve
+
+    serve(get_settings(), host, port, workers)
 
 
 @app.command()
@@ -240,6 +256,68 @@ def demo(
 
     code = run_demo(get_settings(), files or None, timeout, console)
     raise typer.Exit(code)
+
+
+def _bench(name: str, quick: bool) -> None:
+    from bench.runner import run_benchmark
+
+    result = run_benchmark(name, quick)
+    table = result.get("table") or result.get("markdown")
+    if not table:
+        try:
+            import importlib
+
+            table = importlib.import_module(f"bench.{name}").markdown(result)
+        except (AttributeError, ImportError, KeyError, TypeError):
+            table = None
+    console.print(table if table else result)
+
+
+def _bench_command(name: str) -> None:
+    def command(quick: bool = typer.Option(False, "--quick", help="Smaller inputs (a smoke run).")) -> None:
+        _bench(name, quick)
+
+    command.__doc__ = f"Run the {name} benchmark; JSON to bench/results/{name}.json."
+    bench_app.command(name)(command)
+
+
+def _register_benchmarks() -> None:
+    from bench.runner import BENCHMARKS
+
+    for name in BENCHMARKS:
+        _bench_command(name)
+
+
+_register_benchmarks()
+
+
+@bench_app.command("all")
+def bench_all(
+    quick: bool = typer.Option(False, "--quick", help="Smaller inputs: all in about 2 minutes."),
+) -> None:
+    """Run every benchmark (see `stockpulse bench --help`), each writing its JSON to bench/results/."""
+    from bench.runner import BENCHMARKS
+
+    for name in BENCHMARKS:
+        console.rule(f"bench {name}")
+        _bench(name, quick)
+
+
+@bench_app.command("compare")
+def bench_compare(
+    saved: Path = typer.Argument(..., help="A saved result JSON (e.g. from main)."),
+    new: Path = typer.Argument(..., help="The new result JSON."),
+    tolerance: float = typer.Option(0.2, help="Flag ratio drops larger than this (0.2 = 20%)."),
+) -> None:
+    """Compare the same-run ratios of two results; exit 1 if any dropped by more than the tolerance."""
+    from bench.runner import check_regression
+
+    found = check_regression(saved, new, tolerance)
+    for line in found:
+        console.print(f"[red]regression[/red] {line}")
+    if found:
+        raise typer.Exit(1)
+    console.print("no ratio dropped by more than " + f"{tolerance:.0%}")
 
 
 def main() -> None:

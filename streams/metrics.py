@@ -25,6 +25,13 @@ CHECKPOINTS = Counter("stockpulse_checkpoints", "State checkpoints written", ["s
 
 
 def serve_metrics(port: int) -> None:
-    """Expose /metrics on ``port`` (0 disables it)."""
-    if port:
+    """Expose /metrics on ``port`` (0 disables it). A port in use is an error that names the setting."""
+    if not port:
+        return
+    try:
         start_http_server(port, addr="0.0.0.0")
+    except OSError as exc:
+        raise SystemExit(
+            f"cannot serve /metrics on port {port}: {exc.strerror or exc}; another process has it. "
+            "Give each service its own port with STOCKPULSE_METRICS_PORT (0 turns /metrics off)."
+        ) from exc

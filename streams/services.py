@@ -25,7 +25,11 @@ def build_service(name: str) -> faust.App:
 
 def run_service(name: str) -> None:
     """Run one service until SIGTERM/SIGINT (Faust's worker handles the signals and a clean shutdown)."""
+    from streams.metrics import serve_metrics
+
+    settings = get_settings()
+    serve_metrics(settings.metrics_port)
     app = build_service(name)
-    level = get_settings().log_level
+    level = settings.log_level
     worker = faust.Worker(app, loglevel=level, quiet=True)
     worker.execute_from_commandline()

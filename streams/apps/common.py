@@ -37,6 +37,8 @@ def make_app(settings: Settings, service: str, **overrides: Any) -> faust.App:
     Faust's own offset commits are disabled in effect (long interval): services checkpoint their state and
     offsets in PostgreSQL and seek there on assignment (see ``sinks.checkpoints``).
     """
+    faust_dir = settings.stack.dir / "faust"
+    faust_dir.mkdir(parents=True, exist_ok=True)
     conf: dict[str, Any] = {
         "broker": [f"kafka://{h}" for h in settings.kafka.bootstrap_list],
         "broker_credentials": faust_credentials(settings.kafka),
@@ -50,6 +52,8 @@ def make_app(settings: Settings, service: str, **overrides: Any) -> faust.App:
         "topic_replication_factor": settings.topics.replication_factor,
         "topic_allow_declare": False,
         "web_enabled": False,
+        # Faust's local data (table stores; we keep none) under the stack directory, not in the cwd
+        "datadir": str(faust_dir / "{conf.name}-data"),
         "producer_linger_ms": 2,
         "producer_acks": -1,
         "stream_buffer_maxsize": 4096,
