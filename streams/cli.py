@@ -233,6 +233,42 @@ def worker(service: str = typer.Argument(..., help="Service to run: price, signa
 
 
 @app.command()
+def sql(
+    query: str = typer.Argument(None, help="SQL to run (or use --file)."),
+    file: Path = typer.Option(None, "--file", "-f", help="A .sql file of ;-separated statements."),
+    database: str = typer.Option(None, help="Database (default STOCKPULSE_CLICKHOUSE__DATABASE)."),
+    fmt: str = typer.Option("table", "--format", help="table, csv, tsv or json (JSON lines)."),
+    write: bool = typer.Option(False, "--write", help="Allow statements that change data (off: readonly)."),
+) -> None:
+    """Query the ClickHouse history while the pipeline runs (through the process owning the engine)."""
+    from rich.table import Table
+
+    from streams import sql as sql_mod
+
+    if (query is None) == (file is None):
+        _fail("give a query or --file FILE (one of them), e.g. stockpulse sql 'SELECT count() FROM ticks'")
+    if fmt not in ("table", "csv", "tsv", "json"):
+        _fail(f"--format {fmt!r}: use table, csv, tsv or json")
+    text = query if file is None else file.read_text()
+    statements = sql_mod.split_statements(text)
+    if not statements:
+        _fail("no SQL statement found in the input")
+    try:
+        results = sql_mod.run(get_settings(), statements, database, write)
+    except sql_mod.SqlError as exc:
+        _fail(str(exc))
+    for result in results:
+        if fmt != "table":
+            typer.echo(sql_mod.render(result, fmt))  # type: ignore[arg-type]
+            continue
+        table = Table(*result.columns, title=result.statement[:100] if len(results) > 1 else None)
+        for row in result.rows:
+            table.add_row(*(str(v) for v in row))
+        console.print(table)
+        console.print(f"{len(result.rows)} row(s)")
+
+
+@app.command()
 def api(
     host: str = typer.Option(None, help="Listen address (default STOCKPULSE_API__HOST, 127.0.0.1)."),
     port: int = typer.Option(None, help="Port (default STOCKPULSE_API__PORT, 8080)."),

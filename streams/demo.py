@@ -25,11 +25,13 @@ from rich.console import Console
 from rich.table import Table
 
 from schemas.serde import AvroSerde
+from sinks.base import SinkError
+from sinks.clickhouse_history import ClickHouseHistory, TableCount
 from streams.config import Settings
 from streams.kafka import create_topics
 from streams.sources.producer import TickProducer
 from streams.sources.recordings import load_recording
-from streams.stores import clickhouse_history, postgres_orders
+from streams.stores import clickhouse_config, clickhouse_history, postgres_orders, redis_state
 
 DEFAULT_FILES = (
     "eurusd_2020-01-01_quotes.csv",
@@ -145,6 +147,8 @@ class Tally:
         self.actions = Counter[str]()
         self.paths = Counter[str]()
         self.order_status = Counter[str]()
+        self.tick_to_signal_ms: list[float] = []
+        self.pnl: dict[str, tuple[int, float]] = {}  # symbol -> (ts_us, realized PnL after its newest fill)
         self._consumer = Consumer(
             {**settings.kafka.librdkafka(), "group.id": f"{settings.service_group_prefix}-tally",
              "auto.offset.reset": "earliest", "enable.auto.commit": False}
@@ -182,6 +186,12 @@ class Tally:
                 if kind == "signals":
                     self.actions[rec["action"]] += 1
                     self.paths[rec["inference_path"]] += 1
+                    if rec["ingest_us"]:
+                        self.tick_to_signal_ms.append((rec["publish_us"] - rec["ingest_us"]) / 1000)
+                elif kind == "fills":
+                    cur = self.pnl.get(rec["symbol"])
+                    if cur is None or cur[0] <= rec["ts_us"]:
+                        self.pnl[rec["symbol"]] = (rec["ts_us"], rec["realized_pnl"])
                 elif kind == "orders":
                     self.order_status[rec["status"]] += 1
 
@@ -189,8 +199,9 @@ class Tally:
         self._consumer.close()
 
 
-async def store_counts(settings: Settings) -> dict[str, int]:
-    """Distinct rows per table in ClickHouse and PostgreSQL for this run's namespace."""
+async def store_counts(settings: Settings, redis: bool = False) -> dict[str, int]:
+    """Distinct rows per table in ClickHouse and PostgreSQL for this run's namespace (and, with ``redis``,
+    the hot state: symbols, chart bars, latest signals)."""
     ch = await clickhouse_history(settings).open()
     pg = await postgres_orders(settings).open()
     try:
@@ -201,7 +212,23 @@ async def store_counts(settings: Settings) -> dict[str, int]:
         await pg.close()
     out = {f"clickhouse.{k}": v.distinct for k, v in ch_counts.items()}
     out.update({f"postgres.{k}": v for k, v in pg_counts.items()})
+    if redis:
+        out.update(await _redis_counts(settings))
     return out
+
+
+async def _redis_counts(settings: Settings) -> dict[str, int]:
+    state = await redis_state(settings).open()
+    try:
+        symbols = await state.symbols()
+        bars = 0
+        for tf in settings.topics.timeframes:
+            for sym in symbols:
+                bars += int(await state.client.zcard(state.bars_key(sym, tf)))
+        signals = len(await state.latest_signals(symbols))
+    finally:
+        await state.close()
+    return {"redis.symbols": len(symbols), "redis.chart_bars": bars, "redis.latest_signals": signals}
 
 
 def run_demo(settings: Settings, files: list[Path] | None, timeout: float, console: Console) -> int:
@@ -234,23 +261,41 @@ def run_demo(settings: Settings, files: list[Path] | None, timeout: float, conso
         deadline = time.monotonic() + timeout
         stores: dict[str, int] = {}
         settled = False
+        stored_s = None
         while time.monotonic() < deadline and not settled:
-            tally.poll(1.0)
+            tally.poll(0.5)
             for name, p in procs.items():
                 if p.poll() is not None:
                     console.print(
                         f"[red]{name} exited with {p.returncode}; see {logs}/{run}-{name}.log[/red]"
                     )
                     return 1
+            if stored_s is None and asyncio.run(_ticks_stored(s)) >= total - len(bad):
+                stored_s = time.perf_counter() - t0
             if tally.ticks_in_1s_bars + sum(tally.dead.values()) < total:
                 continue
             stores = asyncio.run(store_counts(s))
             settled = _stores_match(tally, stores, total - len(bad))
         wall = time.perf_counter() - t0
+        if settled:
+            stores = asyncio.run(store_counts(s, redis=True))
     finally:
         stop(procs)
         tally.close()
-    return _summary(console, per_file, total, bad, tally, stores, wall, settled)
+    timing = {"wall_s": wall, "stored_s": stored_s or wall, "valid_ticks": total - len(bad)}
+    return _summary(console, per_file, total, bad, tally, stores, timing, settled)
+
+
+async def _ticks_stored(settings: Settings) -> int:
+    """Distinct ticks in the run's ClickHouse database (0 until the sink has created it)."""
+    ch = ClickHouseHistory(clickhouse_config(settings), apply=False)
+    try:
+        await ch.open()
+        return (await ch.counts()).get("ticks", TableCount(0, 0)).distinct
+    except SinkError:
+        return 0
+    finally:
+        await ch.close()
 
 
 def _stores_match(tally: Tally, stores: dict[str, int], valid_ticks: int) -> bool:
@@ -271,7 +316,7 @@ def _summary(
     bad: list[tuple[bytes, str]],
     tally: Tally,
     stores: dict[str, int],
-    wall: float,
+    timing: dict[str, float],
     settled: bool,
 ) -> int:
     table = Table(title="StockPulse demo summary")
@@ -290,9 +335,25 @@ def _summary(
     table.add_row("signals (1m)", f"{tally.count('signals'):,} {dict(tally.actions)} via {dict(tally.paths)}")
     table.add_row("orders", f"{tally.count('orders'):,} {dict(tally.order_status)}")
     table.add_row("fills", f"{tally.count('fills'):,}")
+    pnl = sum(p for _, p in tally.pnl.values())
+    per_symbol = {sym: round(p, 6) for sym, (_, p) in sorted(tally.pnl.items())}
+    table.add_row("realized PnL (paper, quote currency)", f"{pnl:,.6f} {per_symbol}")
     for name, n in sorted(stores.items()):
         table.add_row(f"stored: {name}", f"{n:,}")
-    table.add_row("wall time", f"{wall:.1f} s (includes process start-up and consumer group joins)")
+    if tally.tick_to_signal_ms:
+        p50, p99 = np.percentile(tally.tick_to_signal_ms, [50, 99])
+        table.add_row(
+            "tick -> signal latency (replay sent before the services were up: mostly their start-up)",
+            f"p50 {p50:,.1f} ms, p99 {p99:,.1f} ms",
+        )
+    stored_s = timing["stored_s"]
+    table.add_row(
+        "throughput, replay start -> every tick in ClickHouse",
+        f"{timing['valid_ticks'] / stored_s:,.0f} ticks/s ({stored_s:.1f} s, incl. service start-up)",
+    )
+    table.add_row(
+        "wall time", f"{timing['wall_s']:.1f} s (includes process start-up and consumer group joins)"
+    )
     console.print(table)
     expected = sorted(reason for _, reason in bad)
     ok = tally.ticks_in_1s_bars + dead == total and sorted(tally.dead.elements()) == expected and settled

@@ -22,6 +22,25 @@ INFERENCE = Counter("stockpulse_inference", "Predictions by path", ["path"])
 CACHE_REQUESTS = Counter("stockpulse_cache_requests", "Hot-state cache lookups", ["result"])
 SINK_ERRORS = Counter("stockpulse_sink_errors", "Sink write failures (retried)", ["sink"])
 CHECKPOINTS = Counter("stockpulse_checkpoints", "State checkpoints written", ["service"])
+CHECKPOINT_SECONDS = Histogram(
+    "stockpulse_checkpoint_duration_seconds",
+    "One checkpoint: flush outputs, write state and offsets, commit",
+    ["service"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+INFERENCE_BATCH = Histogram(
+    "stockpulse_inference_batch_rows",
+    "Rows per prediction call of the signal service",
+    ["path"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
+SINK_ROWS = Counter("stockpulse_sink_rows", "Rows written to a store", ["sink", "table"])
+SINK_LATENCY = Histogram(
+    "stockpulse_sink_write_seconds",
+    "One batched write to a store (successful attempts)",
+    ["sink", "table"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 
 
 def serve_metrics(port: int) -> None:

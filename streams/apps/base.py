@@ -55,6 +55,7 @@ class StatefulService(ABC, Generic[S]):
             self.store, self.service, self.app.conf.id, inputs, checkpoint_s, self.states.get
         )
         self._opened = False
+        self._open_lock = asyncio.Lock()
         self._lock = asyncio.Lock()  # one message, timer tick or checkpoint at a time
         channel = self.app.topic(*inputs, key_serializer="raw", value_serializer="raw")
         self.app.agent(channel, name=self.service)(self._agent)
@@ -80,10 +81,12 @@ class StatefulService(ABC, Generic[S]):
         return sorted({tp.partition for tp in tps if tp.topic in self.inputs})
 
     async def _ensure_open(self) -> None:
-        if not self._opened:
-            await self.store.open()
-            await self.on_open()
-            self._opened = True
+        # The rebalance handler and an early delivery can both get here first: open exactly once.
+        async with self._open_lock:
+            if not self._opened:
+                await self.store.open()
+                await self.on_open()
+                self._opened = True
 
     async def _on_assigned(self, app: Any, assigned: set[TP], **kwargs: Any) -> None:
         await self._ensure_open()

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from sinks.checkpoints import Checkpoint, CheckpointStore
-from streams.metrics import CHECKPOINTS
+from streams.metrics import CHECKPOINT_SECONDS, CHECKPOINTS
 
 log = logging.getLogger("stockpulse.checkpoint")
 
@@ -110,6 +110,7 @@ class Checkpointer:
         self._last = time.monotonic()
         if not parts:
             return
+        started = time.perf_counter()
         await flush_outputs()
         rows: dict[tuple[str, int], Checkpoint] = {}
         for p in parts:
@@ -121,6 +122,7 @@ class Checkpointer:
         self._dirty.difference_update(parts)
         self.count += 1
         CHECKPOINTS.labels(self.service).inc()
+        CHECKPOINT_SECONDS.labels(self.service).observe(time.perf_counter() - started)
 
     def forget(self, partitions: list[int]) -> None:
         for p in partitions:

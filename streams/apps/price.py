@@ -74,6 +74,10 @@ class PriceService(StatefulService[PricePartition]):
                     STAGE_LATENCY.labels("tick_to_bar").observe((bar["close_us"] - bar["ingest_us"]) / 1e6)
         for tf, snaps in out.snapshots.items():
             await self.send(self.ind_topics[tf], self.ind_serde.encode({"snapshots": snaps}), part)
+            for snap in snaps:
+                STAGE_LATENCY.labels("bar_to_indicator").observe(
+                    (snap["indicator_us"] - snap["close_us"]) / 1e6
+                )
         for tf, symbol, ts, price, size, seq in out.late:
             tick = self.tick_serde.encode(
                 {"symbol": symbol, "ts_us": ts, "price": price, "size": size, "source": ""}

@@ -20,7 +20,7 @@ from streams.apps.base import StatefulService, now_us
 from streams.apps.common import raw_topic
 from streams.config import Settings
 from streams.inference import SignalModelClient
-from streams.metrics import INFERENCE, STAGE_LATENCY
+from streams.metrics import INFERENCE, INFERENCE_BATCH, STAGE_LATENCY
 
 
 class SignalService(StatefulService[SignalState]):
@@ -64,6 +64,7 @@ class SignalService(StatefulService[SignalState]):
         prediction = await self.client.predict(np.stack(features))
         inference_us = now_us()
         INFERENCE.labels(prediction.path).inc(len(rows))
+        INFERENCE_BATCH.labels(prediction.path).observe(len(rows))
         for snap, p in zip(rows, prediction.probabilities.tolist(), strict=True):
             action = state.decide(snap["symbol"], snap["timeframe"], snap["start_us"], p)
             if action is None:

@@ -23,7 +23,9 @@ At start the Redis chart bars are warmed from ClickHouse for every (symbol, time
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,11 +37,12 @@ from sinks.redis_cache import warm
 from sinks.redis_state import RedisHotState
 from streams.apps.base import StatefulService
 from streams.config import Settings
-from streams.metrics import CACHE_REQUESTS, SINK_ERRORS
+from streams.metrics import CACHE_REQUESTS, SINK_ERRORS, SINK_LATENCY, SINK_ROWS
 from streams.stores import clickhouse_history, postgres_orders, redis_config
 
 log = logging.getLogger("stockpulse.sink")
 Record = dict[str, Any]
+Writer = Callable[[list[Record]], Awaitable[int]]
 
 
 class _NoState:
@@ -62,6 +65,7 @@ class SinkService(StatefulService[_NoState]):
             self.kinds[t.bars(tf)] = "bars"
             self.kinds[t.indicators(tf)] = "snapshots"
         super().__init__(settings, list(self.kinds), settings.sink.flush_s)
+        self.topic_of = {kind: topic for topic, kind in self.kinds.items()}
         self.serdes = {
             "ticks": AvroSerde.for_record("TickBatch"),
             "bars": AvroSerde.for_record("BarBatch"),
@@ -118,29 +122,49 @@ class SinkService(StatefulService[_NoState]):
         """Write every buffer to its stores (concurrently), retrying until they succeed."""
         b, self.buffers = self.buffers, {kind: [] for kind in self.serdes}
         self.buffered = 0
-        writes: list[tuple[str, Callable[[], Awaitable[int]]]] = []
+        writes: list[tuple[str, str, Writer]] = []
         if b["ticks"]:
-            writes.append(("clickhouse.ticks", lambda: self.clickhouse.write_ticks(b["ticks"])))
+            writes.append(("clickhouse.ticks", "ticks", self.clickhouse.write_ticks))
         if b["bars"]:
-            writes.append(("redis.bars", lambda: self.redis.write_bars(b["bars"])))
-            writes.append(("clickhouse.bars", lambda: self.clickhouse.write_bars(b["bars"])))
-            writes.append(("postgres.bars", lambda: self.postgres.write_bars(b["bars"])))
+            writes.append(("redis.bars", "bars", self.redis.write_bars))
+            writes.append(("clickhouse.bars", "bars", self.clickhouse.write_bars))
+            writes.append(("postgres.historical_data", "bars", self.postgres.write_bars))
         if b["snapshots"]:
-            writes.append(("redis.snapshots", lambda: self.redis.write_snapshots(b["snapshots"])))
-            writes.append(("clickhouse.indicators", lambda: self.clickhouse.write_snapshots(b["snapshots"])))
+            writes.append(("redis.snapshots", "snapshots", self.redis.write_snapshots))
+            writes.append(("clickhouse.indicators", "snapshots", self.clickhouse.write_snapshots))
         if b["signals"]:
-            writes.append(("redis.signals", lambda: self.redis.write_signals(b["signals"])))
-            writes.append(("clickhouse.signals", lambda: self.clickhouse.write_signals(b["signals"])))
-            writes.append(("postgres.signals", lambda: self.postgres.write_signals(b["signals"])))
+            writes.append(("redis.signals", "signals", self.redis.write_signals))
+            writes.append(("clickhouse.signals", "signals", self.clickhouse.write_signals))
+            writes.append(("postgres.signals", "signals", self.postgres.write_signals))
         if b["orders"]:
-            writes.append(("postgres.orders", lambda: self.postgres.write_orders(b["orders"])))
+            writes.append(("postgres.orders", "orders", self.postgres.write_orders))
         if b["fills"]:
-            writes.append(("postgres.fills", lambda: self.postgres.write_fills(b["fills"])))
-            writes.append(("redis.positions", lambda: self.redis.write_positions(b["fills"])))
-        await asyncio.gather(*(self._retry(name, write) for name, write in writes))
+            writes.append(("postgres.fills", "fills", self.postgres.write_fills))
+            writes.append(("redis.positions", "fills", self.redis.write_positions))
+        await asyncio.gather(*(self._write(name, kind, write, b[kind]) for name, kind, write in writes))
         if b["fills"]:
             self._fills_since_refresh = True
         await self._refresh_performance()
+
+    async def _write(self, name: str, kind: str, write: Writer, rows: list[Record]) -> None:
+        """One batched write, retried until the store takes it. A batch the store rejects as malformed
+        (:class:`SinkInputError`: retrying cannot help) is written record by record, and each rejected
+        record goes to the dead-letter topic with the store's reason; the rest are stored."""
+        try:
+            await self._retry(name, lambda: write(rows))
+        except SinkInputError:
+            for row in rows:
+                try:
+                    await self._retry(name, lambda row=row: write([row]))  # type: ignore[misc]
+                except SinkInputError as exc:
+                    payload = json.dumps(row, default=str, allow_nan=True).encode()
+                    reason = f"{name} rejected a {kind} record: {exc}"
+                    await self.dead_letter("sink_rejected", reason, self.topic_of[kind], -1, -1, payload)
+            return
+        store, table = name.split(".", 1)
+        SINK_ROWS.labels(store, table).inc(
+            len(rows) if kind != "ticks" else sum(len(r["ts_us"]) for r in rows)
+        )
 
     async def _refresh_performance(self) -> None:
         """Refresh ``daily_performance`` (concurrently: readers are not blocked) at most every
@@ -160,17 +184,25 @@ class SinkService(StatefulService[_NoState]):
             log.warning("daily_performance refresh failed (%s); trying again after the next fills", exc)
 
     async def _retry(self, name: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Call until it succeeds, backing off from 0.1 s to 5 s; a store outage holds the checkpoint back
+        (nothing is acknowledged, so nothing is lost) and consumption waits: the buffer stays bounded."""
         delay = 0.1
+        store, _, table = name.partition(".")
         while True:
+            started = time.perf_counter()
             try:
-                return await call()
+                result = await call()
             except SinkInputError:
-                raise  # a bug in our own records: retrying cannot help; the worker stops and says why
+                raise  # malformed records: retrying cannot help (see _write)
             except (TimeoutError, SinkError, OSError) as exc:
-                SINK_ERRORS.labels(name.split(".")[0]).inc()
+                SINK_ERRORS.labels(store).inc()
                 log.warning("%s failed (%s); retrying in %.1fs", name, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+                continue
+            if table:
+                SINK_LATENCY.labels(store, table).observe(time.perf_counter() - started)
+            return result
 
 
 def build(settings: Settings) -> faust.App:

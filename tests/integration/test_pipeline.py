@@ -7,7 +7,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # Bars of a quiet partition are closed by the idle flush. A killed feed is replaced only after the consumer
 # group notices (session timeout), so the flush waits longer than that in every run compared here.
 ENV = {"STOCKPULSE_PRICE__IDLE_FLUSH_S": "20"}
+ANALYST_QUERIES = Path(__file__).resolve().parents[2] / "docs" / "analyst-queries.sql"
 BAD = [
     b"\x00\x00\x00\x00\x09 truncated",
     b"not a tick at all",
@@ -46,8 +52,34 @@ def clean(stack_settings: Settings, ticks: Ticks) -> dict[str, Any]:
         for value in BAD:
             run.producer.send_raw(value, b"EURUSD")
         run.producer.flush()
+        run.wait_for(lambda c: c["ticks"] > 0)  # the first ticks are stored; the rest are on their way
+        sql = _stockpulse_sql(run, "--format", "json", "SELECT count() AS n FROM ticks FINAL")
         counts = run.wait_settled(len(ticks))
-        return {"run": run, "snapshot": run.snapshot(), "counts": counts}
+        analyst = _stockpulse_sql(run, "--file", str(ANALYST_QUERIES))  # services still up, data complete
+        return {"run": run, "snapshot": run.snapshot(), "counts": counts, "sql": sql, "analyst": analyst}
+
+
+def _stockpulse_sql(run: PipelineRun, *args: str) -> subprocess.CompletedProcess[str]:
+    """``stockpulse sql`` in a process of its own, against the run's database, while the services run."""
+    db = run.settings.clickhouse.database
+    cmd = [str(Path(sys.executable).with_name("stockpulse")), "sql", "--database", db, *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={**os.environ, **run.env})
+
+
+def test_stockpulse_sql_answers_while_the_pipeline_runs(clean: dict[str, Any], ticks: Ticks) -> None:
+    sql, analyst = clean["sql"], clean["analyst"]
+    assert sql.returncode == 0, sql.stdout + sql.stderr
+    n = json.loads(sql.stdout.strip().splitlines()[-1])["n"]
+    assert 0 <= int(n) <= len(ticks), n
+    assert len(clean["snapshot"]["ticks"]) == len(ticks)
+    assert analyst.returncode == 0, analyst.stdout + analyst.stderr
+    from streams.sql import split_statements
+
+    statements = split_statements(ANALYST_QUERIES.read_text())
+    assert len(statements) >= 8 and analyst.stdout.count("row(s)") == len(statements), analyst.stdout
+    assert "0 row(s)" not in analyst.stdout.splitlines(), (
+        f"every analyst query returns rows on real data:\n{analyst.stdout}"
+    )
 
 
 def _distinct(settings: Settings, topic: str, record: str, key: str, expected: int) -> set[str]:

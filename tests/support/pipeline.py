@@ -118,6 +118,17 @@ class PipelineRun:
         """Every store's content for this namespace, as sorted tuples (stage timestamps left out)."""
         return asyncio.run(_snapshot(self.settings))
 
+    def wait_for(self, ready: Any, timeout: float = 60.0) -> dict[str, int]:
+        """Wait until ``ready(counts)`` is true for the stores' counts; returns those counts."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            counts = asyncio.run(_counts(self.settings))
+            if ready(counts):
+                return counts
+            time.sleep(0.2)
+        raise AssertionError(f"stores did not get there in {timeout}s: {counts}")
+
     def wait_settled(self, valid_ticks: int, timeout: float = 120.0, quiet_s: float = 3.0) -> dict[str, int]:
         """Wait until ClickHouse has every valid tick, every tick is inside a stored 1s bar (the last bars
         close on the idle flush) and no store count changed for ``quiet_s`` seconds."""
