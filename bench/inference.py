@@ -1,10 +1,14 @@
 """Signal model inference: throughput and latency of the three ways to get a prediction, in one run.
 
 (a) ``grpc_sequential``: one row per gRPC request, one request at a time (``tritonclient.grpc.aio``, no
-    client batching) -- the naive client;
+    client batching) -- the naive client; ``grpc_unbatched_<C>``: the same with ``C`` concurrent callers
+    (the unbatched baseline at equal concurrency; Triton's own dynamic batcher still merges what arrives
+    together);
 (b) ``client_concurrent_<C>``: :class:`~streams.inference.SignalModelClient` with ``C`` concurrent callers,
     each predicting one row at a time (micro-batched into few Triton requests);
-(c) ``fallback_inprocess``: the in-process onnxruntime fallback, one row at a time, both raw
+(c) ``client_rate_1000``: an open-loop load of 1,000 predictions/s (each call started on schedule, not
+    after the previous one returned) through the client, for the target "p99 <= 5 ms at 1,000/s";
+(d) ``fallback_inprocess``: the in-process onnxruntime fallback, one row at a time, both raw
     (:class:`~streams.inference.OnnxModel`) and through the client with its breaker open.
 
 Latency is per ``predict`` call (p50/p99, microseconds); throughput is rows per second of wall time.
@@ -78,7 +82,7 @@ async def _timed_calls(
     return _summary(latencies, X.shape[0], time.perf_counter() - began)
 
 
-async def _grpc_sequential(triton: TritonSettings, X: np.ndarray) -> dict[str, Any]:
+async def _grpc_unbatched(triton: TritonSettings, X: np.ndarray, concurrency: int = 1) -> dict[str, Any]:
     import tritonclient.grpc.aio as grpcclient
 
     client = grpcclient.InferenceServerClient(triton.grpc_url)
@@ -95,8 +99,8 @@ async def _grpc_sequential(triton: TritonSettings, X: np.ndarray) -> dict[str, A
             result = await client.infer(triton.model_name, [inp])
             return result.as_numpy(OUTPUT_NAME)
 
-        await _timed_calls(call, X[:50], 1)  # warm-up
-        return await _timed_calls(call, X, 1)
+        await _timed_calls(call, X[:50], concurrency)  # warm-up
+        return await _timed_calls(call, X, concurrency)
     finally:
         await client.close()
 
@@ -140,10 +144,32 @@ async def _fallback(triton: TritonSettings, X: np.ndarray) -> dict[str, dict[str
     return {"raw": await _timed_calls(raw, X, 1), "client_breaker_open": via_client}
 
 
+async def _open_loop(triton: TritonSettings, X: np.ndarray, rate: float) -> dict[str, Any]:
+    """Start one single-row ``predict`` every ``1/rate`` s (open loop); time each from its scheduled start."""
+    latencies: list[float] = []
+    async with SignalModelClient(triton) as client:
+        await _timed_calls(client.predict, X[:256], 8)  # warm-up
+
+        async def one(i: int, due: float) -> None:
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            await client.predict(X[i : i + 1])
+            latencies.append(time.perf_counter() - due)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(one(i, began + i / rate) for i in range(X.shape[0])))
+        out = _summary(latencies, X.shape[0], time.perf_counter() - began)
+        out["fallback_rows"] = client.stats.fallback_rows
+    out["target_rows_per_s"] = rate
+    return out
+
+
 async def _run(triton: TritonSettings, X_seq: np.ndarray, X_conc: np.ndarray) -> dict[str, Any]:
-    out: dict[str, Any] = {"grpc_sequential": await _grpc_sequential(triton, X_seq)}
+    out: dict[str, Any] = {"grpc_sequential": await _grpc_unbatched(triton, X_seq)}
     for c in CONCURRENCY:
+        if c > 1:
+            out[f"grpc_unbatched_{c}"] = await _grpc_unbatched(triton, X_conc, c)
         out[f"client_concurrent_{c}"] = await _client_concurrent(triton, X_conc if c > 1 else X_seq, c)
+    out["client_rate_1000"] = await _open_loop(triton, X_conc[: len(X_seq) * 2], 1000.0)
     out["fallback_inprocess"] = await _fallback(triton, X_seq)
     return out
 
@@ -172,6 +198,14 @@ def run(quick: bool = False, settings: Settings | None = None) -> dict[str, Any]
         },
         "results": results,
         "ratios": {
+            **{
+                f"client_over_unbatched_at_concurrency_{c}_rows_per_s": round(
+                    results[f"client_concurrent_{c}"]["rows_per_s"]
+                    / results[f"grpc_unbatched_{c}" if c > 1 else "grpc_sequential"]["rows_per_s"],
+                    1,
+                )
+                for c in CONCURRENCY
+            },
             "client_best_over_grpc_sequential_rows_per_s": round(best["rows_per_s"] / seq["rows_per_s"], 1),
             "fallback_over_grpc_sequential_rows_per_s": round(raw["rows_per_s"] / seq["rows_per_s"], 1),
             "grpc_sequential_over_fallback_p50": round(seq["p50_us"] / raw["p50_us"], 1),
