@@ -6,14 +6,22 @@ service restores the state and seeks to that offset, so recovery never depends o
 (which the local broker reports wrongly) and never double-applies an input.
 
 Checkpoint order (as in Quix Streams): flush sinks -> flush the producer (outputs acknowledged) -> write
-state + offsets here -> commit offsets to Kafka (informational, for lag tools).
+state + offsets here -> commit offsets to Kafka (informational, for lag tools). State is written after the
+producer flush, not before it, because it lives beside the offsets here rather than in a changelog topic:
+a state row must never describe outputs that could still be lost.
+
+PostgreSQL outages: ``load`` and ``save`` retry connection failures with backoff (0.1 s doubling to 5 s)
+for up to ``retry_for_s`` (default 600 s) before raising; meanwhile the service waits (it holds its
+processing lock), so nothing is consumed past the last checkpoint and nothing is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
-from collections.abc import Coroutine, Mapping
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -21,6 +29,8 @@ import asyncpg
 
 T = TypeVar("T")
 TopicPartition = tuple[str, int]
+log = logging.getLogger("stockpulse.checkpoints")
+_TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
 
 DDL = """
 CREATE TABLE IF NOT EXISTS stream_checkpoints (
@@ -52,9 +62,28 @@ class Checkpoint:
 class CheckpointStore:
     """Async access to ``stream_checkpoints`` (asyncpg pool)."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, retry_for_s: float = 600.0) -> None:
         self._dsn = dsn
         self._pool: asyncpg.Pool | None = None
+        self.retry_for_s = retry_for_s
+
+    async def _retrying(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, retried on connection failures (PostgreSQL restarting, failing over, unreachable)."""
+        deadline = time.monotonic() + self.retry_for_s
+        delay = 0.1
+        while True:
+            try:
+                return await call()
+            except _TRANSIENT as exc:
+                if time.monotonic() + delay > deadline:
+                    raise ConnectionError(
+                        f"checkpoint {operation} failed for {self.retry_for_s:g}s ({type(exc).__name__}: "
+                        f"{exc}); is PostgreSQL up (`stockpulse stack status`) and STOCKPULSE_POSTGRES__DSN "
+                        "right? The service stops; restarted, it resumes from its last checkpoint"
+                    ) from exc
+                log.warning("checkpoint %s failed (%s); retrying in %.1fs", operation, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def open(self) -> CheckpointStore:
         if self._pool is None:
@@ -83,12 +112,15 @@ class CheckpointStore:
         self, group_id: str, topics: list[str], partitions: list[int]
     ) -> dict[TopicPartition, Checkpoint]:
         """The checkpoints of these topics' partitions: (topic, partition) -> Checkpoint."""
-        rows = await self._require().fetch(
-            "SELECT topic, partition, next_offset, state FROM stream_checkpoints "
-            "WHERE group_id = $1 AND topic = ANY($2::text[]) AND partition = ANY($3::integer[])",
-            group_id,
-            topics,
-            partitions,
+        rows = await self._retrying(
+            "load",
+            lambda: self._require().fetch(
+                "SELECT topic, partition, next_offset, state FROM stream_checkpoints "
+                "WHERE group_id = $1 AND topic = ANY($2::text[]) AND partition = ANY($3::integer[])",
+                group_id,
+                topics,
+                partitions,
+            ),
         )
         return {(r["topic"], r["partition"]): Checkpoint(r["next_offset"], bytes(r["state"])) for r in rows}
 
@@ -97,14 +129,14 @@ class CheckpointStore:
         if not checkpoints:
             return
         keys = list(checkpoints)
-        await self._require().execute(
-            UPSERT,
+        args = (
             group_id,
             [t for t, _ in keys],
             [p for _, p in keys],
             [checkpoints[k].next_offset for k in keys],
             [checkpoints[k].state for k in keys],
         )
+        await self._retrying("save", lambda: self._require().execute(UPSERT, *args))
 
     async def clear(self, group_id: str) -> None:
         await self._require().execute("DELETE FROM stream_checkpoints WHERE group_id = $1", group_id)

@@ -8,9 +8,7 @@ was retrained, is restarted once; never with STOCKPULSE_TEST_EXTERNAL_STACK=1).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +23,8 @@ from processors.features import N_FEATURES, feature_matrix
 from streams.circuit import BreakerState
 from streams.config import Settings, TritonSettings
 from streams.inference import DEFAULT_MODEL_PATH, OnnxModel, SignalModelClient
+from tests.support.net import TcpProxy
+from tests.support.net import free_port as _free_port
 
 pytestmark = pytest.mark.integration
 
@@ -174,48 +174,6 @@ async def test_a_server_with_another_model_version_is_not_used(
         assert "ModelVersionMismatch" in client.stats.last_error
     assert {p.path for p in preds} == {"fallback"}
     assert {p.model_version for p in preds} == {"logreg-k5-other"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class TcpProxy:
-    """A loopback TCP forwarder to Triton's gRPC port that can be taken down and brought back."""
-
-    def __init__(self, target: str) -> None:
-        host, _, port = target.rpartition(":")
-        self.target = (host, int(port))
-        self.port = _free_port()
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def up(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
-
-    async def down(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for w in list(self._writers):
-                w.transport.abort()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        self._writers |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self._writers -= {writer, up_writer}
 
 
 @pytest.fixture
