@@ -50,6 +50,20 @@ class RiskLimits:
     max_orders_per_minute: int = 10
     max_staleness_us: int = 300_000_000
     kill_switch: bool = False
+    kill_reason: str = ""  # why it was engaged (shown in every rejection)
+
+
+def kill_switch_reason(why: str = "") -> str:
+    """The rejection reason while the kill switch is engaged.
+
+    >>> kill_switch_reason("desk halt")
+    'kill switch engaged (desk halt): no new orders; resume with `stockpulse kill-switch off` ...'
+    """
+    what = f" ({why})" if why else ""
+    return (
+        f"kill switch engaged{what}: no new orders; resume with `stockpulse kill-switch off` "
+        "(and unset STOCKPULSE_ORDER__KILL_SWITCH)"
+    )
 
 
 @dataclass(slots=True)
@@ -189,7 +203,7 @@ class OrderBook:
                 f"(limit {lim.max_staleness_us / 1e6:g}s)"
             )
         elif lim.kill_switch:
-            reason = "kill switch engaged: no new orders (unset STOCKPULSE_ORDER__KILL_SWITCH to resume)"
+            reason = kill_switch_reason(lim.kill_reason)
         elif len(s.accepted_at) >= lim.max_orders_per_minute:
             reason = f"rate limit: {lim.max_orders_per_minute} orders per minute for {symbol} reached"
         elif abs(target) > lim.max_position:

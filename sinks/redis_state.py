@@ -146,6 +146,11 @@ class RedisHotState(SinkBase):
         """``P:symbols``"""
         return f"{self.config.key_prefix}:symbols"
 
+    @property
+    def kill_switch_key(self) -> str:
+        """``P:control:kill_switch``: the global kill switch (its value is the reason; absent = off)."""
+        return f"{self.config.key_prefix}:control:kill_switch"
+
     # ---- lifecycle --------------------------------------------------------------------------------------
 
     async def open(self) -> RedisHotState:
@@ -189,6 +194,10 @@ class RedisHotState(SinkBase):
         if self._client is None:
             raise RuntimeError("RedisHotState.open() was not called (or close() was): open it first")
         return self._client
+
+    @property
+    def is_open(self) -> bool:
+        return self._client is not None
 
     @property
     def client(self) -> RedisCluster:
@@ -369,6 +378,20 @@ class RedisHotState(SinkBase):
             "ts_us",
             lambda _: default,
         )
+
+    # ---- control --------------------------------------------------------------------------------------
+
+    async def kill_switch(self) -> str | None:
+        """The reason the global kill switch was engaged, or None when it is off."""
+        (value,) = await self.execute("kill_switch", [("GET", self.kill_switch_key)])
+        return None if value is None else str(value)
+
+    async def set_kill_switch(self, reason: str | None) -> None:
+        """Engage the global kill switch with ``reason`` (no expiry), or release it with None."""
+        if reason is None:
+            await self.execute("kill_switch off", [("DEL", self.kill_switch_key)])
+        else:
+            await self.execute("kill_switch on", [("SET", self.kill_switch_key, reason or "engaged")])
 
     # ---- reads (each counted as hits and misses in ``stats``) ----------------------------------------------
 

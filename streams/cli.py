@@ -268,6 +268,36 @@ def sql(
         console.print(f"{len(result.rows)} row(s)")
 
 
+@app.command("kill-switch")
+def kill_switch(
+    action: str = typer.Argument("status", help="on, off or status"),
+    reason: str = typer.Option("", help="Why (shown in every rejected order's reason)."),
+) -> None:
+    """The global kill switch: `on` makes every order process (and the API) reject new orders."""
+    import asyncio
+
+    from sinks.base import SinkError
+    from streams.stores import redis_state
+
+    if action not in ("on", "off", "status"):
+        _fail(f"kill-switch {action!r}: use on, off or status")
+
+    async def run() -> str | None:
+        state = await redis_state(get_settings()).open()
+        try:
+            if action != "status":
+                await state.set_kill_switch(None if action == "off" else (reason or "engaged by hand"))
+            return await state.kill_switch()
+        finally:
+            await state.close()
+
+    try:
+        current = asyncio.run(run())
+    except SinkError as exc:
+        _fail(str(exc))
+    console.print(f"kill switch {'ENGAGED: ' + current if current is not None else 'off'}")
+
+
 @app.command()
 def api(
     host: str = typer.Option(None, help="Listen address (default STOCKPULSE_API__HOST, 127.0.0.1)."),

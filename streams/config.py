@@ -238,7 +238,8 @@ class OrderSettings(_Frozen):
     max_notional: float = Field(10_000_000.0, gt=0)
     max_orders_per_minute: int = Field(10, ge=0)
     max_staleness_s: float = Field(300.0, gt=0, description="reject when the next tick is later than this")
-    kill_switch: bool = Field(False, description="reject every new order")
+    kill_switch: bool = Field(False, description="reject every new order (also: `stockpulse kill-switch on`)")
+    kill_switch_poll_s: float = Field(1.0, gt=0, description="how often the global switch in Redis is read")
     checkpoint_s: float = Field(1.0, gt=0)
 
 

@@ -3,10 +3,16 @@ paper execution at the next tick -> ``fills``, with positions and realized PnL (
 
 It reads ``signals`` and ``ticks`` (co-partitioned by symbol); decisions are made in event time, so the
 outcome does not depend on how the two topics interleave.
+
+The global kill switch: ``STOCKPULSE_ORDER__KILL_SWITCH=true`` at start, or at run time
+``stockpulse kill-switch on --reason "..."`` (a Redis key every order process reads every
+``order.kill_switch_poll_s``; ``off`` releases it). While Redis cannot be read the last known state holds.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from typing import Any
 
 import faust
@@ -15,10 +21,14 @@ import numpy as np
 from processors.orders import OrderBook, RiskLimits
 from processors.price_state import parse_timeframe
 from schemas.serde import AvroSerde, WireFormatError
+from sinks.base import SinkError
 from streams.apps.base import StatefulService, now_us
 from streams.apps.common import raw_topic
 from streams.config import Settings
 from streams.metrics import STAGE_LATENCY
+from streams.stores import redis_state
+
+log = logging.getLogger("stockpulse.order")
 
 
 class OrderService(StatefulService[OrderBook]):
@@ -27,7 +37,7 @@ class OrderService(StatefulService[OrderBook]):
     def __init__(self, settings: Settings) -> None:
         t, o = settings.topics, settings.order
         super().__init__(settings, [t.signals, t.ticks], o.checkpoint_s)
-        self.limits = RiskLimits(
+        self.base_limits = self.limits = RiskLimits(
             order_quantity=o.order_quantity,
             max_position=o.max_position,
             max_notional=o.max_notional,
@@ -42,6 +52,33 @@ class OrderService(StatefulService[OrderBook]):
         self.ticks_serde = AvroSerde.for_record("TickBatch")
         self.order_serde = AvroSerde.for_record("Order")
         self.fill_serde = AvroSerde.for_record("Fill")
+        self.redis = redis_state(settings)
+        self.timer(o.kill_switch_poll_s, self._poll_kill_switch)
+
+    async def on_open(self) -> None:
+        try:
+            await self.redis.open()
+            await self._poll_kill_switch()
+        except SinkError as exc:
+            log.warning("kill switch in Redis not readable at start (%s); trying again every poll", exc)
+
+    async def _poll_kill_switch(self) -> None:
+        try:
+            if not self.redis.is_open:
+                await self.redis.open()
+            reason = await self.redis.kill_switch()
+        except SinkError as exc:
+            log.warning("kill switch not readable (%s); keeping the last known state", exc)
+            return
+        base = self.base_limits
+        engaged = base.kill_switch or reason is not None
+        why = reason or ("STOCKPULSE_ORDER__KILL_SWITCH" if base.kill_switch else "")
+        limits = replace(base, kill_switch=engaged, kill_reason=why if engaged else "")
+        if limits != self.limits:
+            log.warning("kill switch %s%s", "ENGAGED" if engaged else "released", f": {why}" if why else "")
+            self.limits = limits
+            for book in self.states.values():
+                book.limits = limits
 
     def new_state(self, partition: int) -> OrderBook:
         return OrderBook(self.limits, self.timeframes_us)
