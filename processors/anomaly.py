@@ -1,17 +1,21 @@
 """Streaming anomaly detection on performance metrics (pure code: no I/O).
 
 Each metric series (a stage latency quantile, a throughput, an error or fallback rate, a lag) is watched by a
-robust exponentially weighted baseline: an EWMA of the value and an EWMA of its absolute deviation (a running
-MAD-like scale). A point's score is ``(x - mean) / (1.4826 * mad + floor)`` in the bad direction of the metric
-(higher for latencies, errors, fallbacks and lag; lower for throughput). A breach is a score above
+robust baseline: the median and median absolute deviation of its first ``warmup`` points, then an EWMA of
+the value and of its absolute deviation, each update clipped at 4 scales so one spike cannot inflate them.
+A point's score is ``(x - mean) / (1.4826 * mad + floor)`` in the bad direction of the metric (higher for
+latencies, errors, fallbacks and lag; lower for throughput). A breach is a score above
 ``z_threshold`` for ``persistence`` consecutive points; breaching points do not move the baseline (a slowdown
 must not teach the detector that slow is normal). Severity is ``critical`` when the score also exceeds
 ``critical_z`` (or the breach lasted ``critical_after`` points), else ``warning``.
 
 Root-cause hint: when several metrics breach, the likely stage is the one whose series started to breach
-first (a slow stage delays everything downstream, so the upstream latency moves first); ties go to the
-metric with the larger score. The detector needs ``warmup`` points per series before it alerts; ``floor``
-(absolute, in the metric's unit) keeps near-constant series from alerting on noise.
+first (a slow stage delays everything downstream, so the upstream latency moves first). Breaches that
+start at the same observation are blamed on the most upstream metric (``MetricSpec.rank``: its position in
+the pipeline, since a slow downstream stage cannot delay an upstream one), then on the larger score.
+
+The detector needs ``warmup`` points per series before it alerts; ``floor`` (absolute, in the metric's
+unit) keeps near-constant series from alerting on noise.
 
 >>> det = AnomalyDetector([MetricSpec("inference_p99_ms", "inference", floor=0.5)], DetectorConfig(warmup=20))
 >>> import random; rnd = random.Random(1)
@@ -59,13 +63,18 @@ class DetectorConfig:
 
 @dataclass(frozen=True, slots=True)
 class MetricSpec:
-    """One watched series: its name, the pipeline stage it belongs to, the bad direction and a noise floor
-    (absolute, in the metric's unit: a deviation below it is never anomalous)."""
+    """One watched series: its name, the pipeline stage it belongs to, the bad direction, a noise floor
+    (absolute, in the metric's unit: a deviation below it is never anomalous) and its position in the
+    pipeline (``rank``: lower = further upstream; used to break ties of the root-cause hint). A
+    ``cumulative`` metric (an end-to-end latency) moves whenever any stage it spans moves, so it is
+    blamed only when no single-stage metric breaches."""
 
     name: str
     stage: str
     direction: Direction = "up"
     floor: float = 0.0
+    rank: int = 0
+    cumulative: bool = False  # spans several stages (e.g. tick -> signal): alerted on, never blamed
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,22 +103,35 @@ class _Series:
     started: float = math.nan  # ts of the first point of the current breach
     last_score: float = 0.0
     alerted_at_run: int = 0
+    warm: list[float] = field(default_factory=list)
+
+    @property
+    def scale(self) -> float:
+        return 1.4826 * self.mad + self.spec.floor + 1e-12
 
     def score(self, x: float) -> float:
-        scale = 1.4826 * self.mad + self.spec.floor + 1e-12
         dev = x - self.mean if self.spec.direction == "up" else self.mean - x
         if dev <= self.spec.floor:
             return 0.0
-        return dev / scale
+        return dev / self.scale
 
-    def learn(self, x: float, alpha: float) -> None:
-        if self.n == 0:
-            self.mean, self.mad = x, 0.0
-        else:
-            a = max(alpha, 1.0 / (self.n + 1))  # plain averages while warming up, then the EWMA
-            self.mad += a * (abs(x - self.mean) - self.mad)
-            self.mean += a * (x - self.mean)
+    def learn(self, x: float, alpha: float, warmup: int) -> None:
+        """Warm-up: the median and MAD of the first ``warmup`` points (start-up outliers do not count);
+        then an EWMA of the value and of its absolute deviation, both clipped at 4 scales."""
         self.n += 1
+        if self.n <= warmup:
+            self.warm.append(x)
+            ordered = sorted(self.warm)
+            self.mean = ordered[len(ordered) // 2]
+            devs = sorted(abs(v - self.mean) for v in ordered)
+            self.mad = devs[len(devs) // 2]
+            if self.n == warmup:
+                self.warm = []
+            return
+        limit = 4 * self.scale
+        d = max(-limit, min(limit, x - self.mean))
+        self.mad += alpha * (min(abs(d), limit) - self.mad)
+        self.mean += alpha * d
 
 
 @dataclass
@@ -145,12 +167,13 @@ class AnomalyDetector:
                 breaching.append(s)
             else:
                 s.run, s.alerted_at_run, s.started = 0, 0, math.nan
-                s.learn(x, cfg.alpha)
+                s.learn(x, cfg.alpha, cfg.warmup)
         due = [s for s in breaching if s.run >= cfg.persistence and self._due(s)]
         if not due:
             return []
         active = [s for s in self._series.values() if s.run >= cfg.persistence]
-        root = min(active, key=lambda s: (s.started, -s.last_score))
+        own = [s for s in active if not s.spec.cumulative] or active
+        root = min(own, key=lambda s: (s.started, s.spec.rank, -s.last_score))
         out = []
         for s in due:
             s.alerted_at_run = s.run

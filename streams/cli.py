@@ -299,6 +299,46 @@ def kill_switch(
 
 
 @app.command()
+def monitor(
+    seconds: float = typer.Option(None, help="Stop after this many seconds (default: run until stopped)."),
+) -> None:
+    """Watch every service's /metrics for performance anomalies; publish PerfAlerts to perf.alerts."""
+    from streams.metrics import serve_metrics
+    from streams.monitor import AlertPublisher, Monitor
+
+    _logging()
+    settings = get_settings()
+    publisher = AlertPublisher(settings)
+    try:
+        mon = Monitor(settings, publish=publisher)
+    except ValueError as exc:
+        _fail(str(exc))
+    serve_metrics(settings.metrics_port)
+    try:
+        mon.run(seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        publisher.flush()
+        mon.close()
+
+
+@app.command()
+def top(
+    seconds: float = typer.Option(None, help="Stop after this many seconds (default: until Ctrl-C)."),
+) -> None:
+    """A live view of every service: ticks/s, stage p50/p99, inference path, cache, errors, alerts."""
+    from streams.top import run_top
+
+    try:
+        run_top(get_settings(), seconds)
+    except ValueError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
 def api(
     host: str = typer.Option(None, help="Listen address (default STOCKPULSE_API__HOST, 127.0.0.1)."),
     port: int = typer.Option(None, help="Port (default STOCKPULSE_API__PORT, 8080)."),

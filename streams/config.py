@@ -35,6 +35,9 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+_CONSUMER_ONLY = frozenset({"session_timeout_ms", "fetch_wait_max_ms"})
+
+
 class KafkaSettings(_Frozen):
     """Broker connection. Each field maps one-to-one onto the librdkafka key with ``_`` read as ``.``."""
 
@@ -57,13 +60,21 @@ class KafkaSettings(_Frozen):
         ge=1000,
         description="session.timeout.ms (a group join waits half of it on Tansu: keep it small)",
     )
+    fetch_wait_max_ms: int = Field(
+        10,
+        ge=0,
+        le=10_000,
+        description="fetch.wait.max.ms: Tansu answers a fetch that found no data only after this wait, "
+        "even when data arrives meanwhile, so it bounds every hop's latency (Kafka itself wakes early)",
+    )
 
-    def librdkafka(self) -> dict[str, str | int]:
-        """The librdkafka configuration: only the keys that are set, secrets revealed."""
+    def librdkafka(self, consumer: bool = True) -> dict[str, str | int]:
+        """The librdkafka configuration: only the keys that are set, secrets revealed; ``consumer=False``
+        leaves out the consumer-only keys (a producer would warn about them)."""
         out: dict[str, str | int] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
-            if value is None:
+            if value is None or (not consumer and name in _CONSUMER_ONLY):
                 continue
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
@@ -86,6 +97,7 @@ class TopicSettings(_Frozen):
     orders: str = "orders"
     fills: str = "fills"
     dead_letter: str = "deadletter"
+    perf_alerts: str = "perf.alerts"
     timeframes: tuple[str, ...] = ("1s", "1m")
     tick_partitions: int = Field(12, ge=1, le=1024)
     bar_partitions: int = Field(12, ge=1, le=1024)
@@ -109,6 +121,7 @@ class TopicSettings(_Frozen):
             self.orders: self.order_partitions,
             self.fills: self.order_partitions,
             self.dead_letter: self.dead_letter_partitions,
+            self.perf_alerts: 1,
         }
         for tf in self.timeframes:
             topics[self.bars(tf)] = self.bar_partitions
@@ -272,6 +285,35 @@ class StackSettings(_Frozen):
     postgres_bin_dir: Path | None = None
 
 
+class MonitorSettings(_Frozen):
+    """The monitor service (``stockpulse monitor``) and ``stockpulse top``: which Prometheus endpoints to
+    scrape, how often, and the anomaly detector's thresholds (:class:`processors.anomaly.DetectorConfig`)."""
+
+    targets: str = Field(
+        "",
+        description="service=url,... of the /metrics endpoints, e.g. "
+        "feed=http://127.0.0.1:9101/metrics,price=http://127.0.0.1:9102/metrics",
+    )
+    interval_s: float = Field(1.0, gt=0, description="scrape interval")
+    z_threshold: float = Field(6.0, gt=0)
+    critical_z: float = Field(12.0, gt=0)
+    persistence: int = Field(2, ge=1, description="consecutive breaching scrapes before an alert")
+    warmup: int = Field(30, ge=1, description="scrapes per series before it can alert")
+
+    def target_map(self) -> dict[str, str]:
+        """``{"feed": "http://..."}``; raises ValueError naming the bad entry."""
+        out: dict[str, str] = {}
+        for item in filter(None, (x.strip() for x in self.targets.split(","))):
+            name, sep, url = item.partition("=")
+            if not sep or not url.startswith(("http://", "https://")):
+                raise ValueError(
+                    f"monitor target {item!r}: use service=http://host:port/metrics "
+                    "(STOCKPULSE_MONITOR__TARGETS, comma-separated)"
+                )
+            out[name.strip()] = url.strip()
+        return out
+
+
 class ApiSettings(_Frozen):
     """The API service (``stockpulse api``, :mod:`streams.api`): where it listens, its input limits and how
     long it waits for the stores and the broker. One process by default; ``workers`` > 1 starts that many
@@ -317,6 +359,7 @@ class Settings(BaseSettings):
     sink: SinkSettings = SinkSettings()
     stack: StackSettings = StackSettings()
     api: ApiSettings = ApiSettings()
+    monitor: MonitorSettings = MonitorSettings()
     data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"
     log_level: Literal["debug", "info", "warn", "error"] = "warn"
     service_group_prefix: str = Field(

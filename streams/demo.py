@@ -54,6 +54,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "STOCKPULSE_TOPICS__ORDERS": t.orders,
         "STOCKPULSE_TOPICS__FILLS": t.fills,
         "STOCKPULSE_TOPICS__DEAD_LETTER": t.dead_letter,
+        "STOCKPULSE_TOPICS__PERF_ALERTS": t.perf_alerts,
         "STOCKPULSE_FEED__GROUP_ID": settings.feed.group_id,
         "STOCKPULSE_SERVICE_GROUP_PREFIX": settings.service_group_prefix,
         "STOCKPULSE_REDIS__KEY_PREFIX": settings.redis.key_prefix,
@@ -74,6 +75,7 @@ def run_settings(settings: Settings, run: str) -> Settings:
             "orders": f"{run}.orders",
             "fills": f"{run}.fills",
             "dead_letter": f"{run}.deadletter",
+            "perf_alerts": f"{run}.perf.alerts",
         }
     )
     ns = run.replace("-", "_")

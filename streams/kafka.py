@@ -17,7 +17,7 @@ class BrokerError(RuntimeError):
 def producer(settings: Settings, **overrides: Any) -> Producer:
     """An idempotent, acks=all producer that batches (linger 5 ms, lz4 off for loopback speed)."""
     conf: dict[str, Any] = {
-        **settings.kafka.librdkafka(),
+        **settings.kafka.librdkafka(consumer=False),
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
@@ -26,7 +26,6 @@ def producer(settings: Settings, **overrides: Any) -> Producer:
         "queue.buffering.max.kbytes": 1_048_576,
         "partitioner": "murmur2_random",
     }
-    conf.pop("session.timeout.ms", None)
     conf.update(overrides)
     return Producer(conf)
 
@@ -48,9 +47,7 @@ def consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
 
 
 def admin(settings: Settings) -> AdminClient:
-    conf: dict[str, Any] = dict(settings.kafka.librdkafka())
-    conf.pop("session.timeout.ms", None)
-    return AdminClient(conf)
+    return AdminClient(dict(settings.kafka.librdkafka(consumer=False)))
 
 
 def list_topics(settings: Settings, timeout: float = 5.0) -> dict[str, int]:

@@ -13,7 +13,30 @@ STAGE_LATENCY = Histogram(
     "stockpulse_stage_latency_seconds",
     "Latency of a pipeline stage, from the stage timestamps carried in messages",
     ["stage"],
-    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    # fine enough that a p50/p99 over one scrape interval moves with the latency, not with the bucket edges
+    buckets=(
+        0.0001,
+        0.00025,
+        0.0005,
+        0.001,
+        0.0025,
+        0.005,
+        0.01,
+        0.025,
+        0.05,
+        0.075,
+        0.1,
+        0.15,
+        0.25,
+        0.35,
+        0.5,
+        0.75,
+        1,
+        1.5,
+        2.5,
+        5,
+        10,
+    ),
 )
 CONSUMER_LAG = Gauge(
     "stockpulse_consumer_lag", "Messages behind, from our own offsets", ["service", "topic", "partition"]

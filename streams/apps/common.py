@@ -31,12 +31,34 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
     )
 
 
+def _patch_fetch_wait(wait_ms: int) -> None:
+    """Faust creates its aiokafka consumer with ``fetch_max_wait_ms=1500`` and no setting to change it; on
+    a broker that does not answer a waiting fetch when data arrives (Tansu) that is up to 1.5 s per hop.
+    Set the consumer's wait to ``STOCKPULSE_KAFKA__FETCH_WAIT_MAX_MS`` before it starts fetching."""
+    from faust.transport.drivers import aiokafka as driver
+
+    original = driver.AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(original, "_stockpulse_wait", None) == wait_ms:
+        return
+    base = getattr(original, "_stockpulse_original", original)
+
+    def create(self: Any, transport: Any) -> Any:
+        consumer = base(self, transport)
+        consumer._fetch_max_wait_ms = wait_ms  # read by AIOKafkaConsumer.start() to build its fetcher
+        return consumer
+
+    create._stockpulse_wait = wait_ms  # type: ignore[attr-defined]
+    create._stockpulse_original = base  # type: ignore[attr-defined]
+    driver.AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
+
+
 def make_app(settings: Settings, service: str, **overrides: Any) -> faust.App:
     """A Faust app for one service: its own consumer group ``<prefix>-<service>``, raw bytes values.
 
     Faust's own offset commits are disabled in effect (long interval): services checkpoint their state and
     offsets in PostgreSQL and seek there on assignment (see ``sinks.checkpoints``).
     """
+    _patch_fetch_wait(settings.kafka.fetch_wait_max_ms)
     faust_dir = settings.stack.dir / "faust"
     faust_dir.mkdir(parents=True, exist_ok=True)
     conf: dict[str, Any] = {

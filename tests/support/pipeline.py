@@ -28,6 +28,7 @@ from streams.demo import run_settings, settings_env, spawn
 from streams.kafka import create_topics
 from streams.sources.producer import TickProducer
 from streams.sources.recordings import load_recording
+from tests.support.net import free_port
 
 SERVICES = ("feed", "price", "signal", "order", "sink")
 FILES = ("eurusd_2020-01-01_quotes.csv", "truefx_usdjpy_2013-01_quotes.csv", "binance_btcusdt_trades.parquet")
@@ -69,6 +70,12 @@ class PipelineRun:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.producer = TickProducer(self.settings, "avro")
+        self.metrics_ports = {name: free_port() for name in SERVICES}
+
+    @property
+    def metrics_targets(self) -> dict[str, str]:
+        """service -> its /metrics URL (every service serves Prometheus metrics on its own port)."""
+        return {n: f"http://127.0.0.1:{p}/metrics" for n, p in self.metrics_ports.items()}
 
     def log(self, name: str) -> Path:
         return self.logs / f"{self.run}-{name}.log"
@@ -76,7 +83,8 @@ class PipelineRun:
     def start(self, *names: str) -> None:
         for name in names or SERVICES:
             args = ["feed"] if name == "feed" else ["worker", name]
-            self.procs[name] = spawn(args, self.env, self.log(name))
+            env = {**self.env, "STOCKPULSE_METRICS_PORT": str(self.metrics_ports[name])}
+            self.procs[name] = spawn(args, env, self.log(name))
 
     def kill(self, name: str) -> None:
         """SIGKILL the service's whole process group: no shutdown hooks, no final checkpoint."""
