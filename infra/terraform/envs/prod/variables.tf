@@ -66,6 +66,11 @@ variable "postgres" {
     condition     = alltrue([for k in keys(var.postgres) : contains(["engine_version", "instance_class", "replica_instance_class", "read_replica_count", "allocated_storage_gb", "max_allocated_storage_gb", "multi_az", "backup_retention_days", "deletion_protection"], k)])
     error_message = "postgres accepts only engine_version, instance_class, replica_instance_class, read_replica_count, allocated_storage_gb, max_allocated_storage_gb, multi_az, backup_retention_days, deletion_protection."
   }
+
+  validation {
+    condition     = try(var.postgres.deletion_protection, true) == true && try(var.postgres.backup_retention_days, 14) >= 7
+    error_message = "prod PostgreSQL keeps deletion_protection = true and backup_retention_days >= 7."
+  }
 }
 
 variable "clickhouse" {

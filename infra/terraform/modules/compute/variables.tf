@@ -52,7 +52,7 @@ variable "public_access_cidrs" {
 }
 
 variable "cpu_node_group" {
-  description = "CPU node group of the pipeline services (feed, price, signal, order, sink, api, monitor)."
+  description = "CPU node group of the pipeline services (feed, price, signal, order, sink, api)."
   type = object({
     instance_types = list(string)
     min_size       = number

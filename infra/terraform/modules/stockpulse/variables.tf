@@ -87,6 +87,13 @@ variable "postgres" {
     deletion_protection      = optional(bool, true)
   })
   default = {}
+
+  # Enforced here, not only in envs/prod: a value set in a root module's locals (main.tf) never
+  # passes through the root's variable validations.
+  validation {
+    condition     = var.environment != "prod" || (var.postgres.deletion_protection && var.postgres.backup_retention_days >= 7)
+    error_message = "In prod, PostgreSQL keeps deletion_protection = true and backup_retention_days >= 7 (turn protection off only in a reviewed change right before a planned destroy)."
+  }
 }
 
 variable "clickhouse" {

@@ -5,33 +5,7 @@
 # (tests/integration/test_infra.py does this with the local provider mirror).
 
 mock_provider "aws" {
-  mock_data "aws_availability_zones" {
-    defaults = { names = ["eu-west-1a", "eu-west-1b", "eu-west-1c", "eu-west-1d"] }
-  }
-  mock_data "aws_region" {
-    defaults = { name = "eu-west-1" }
-  }
-  mock_data "aws_partition" {
-    defaults = { partition = "aws" }
-  }
-  mock_data "aws_caller_identity" {
-    defaults = { account_id = "123456789012" }
-  }
-  mock_data "aws_iam_policy_document" {
-    defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
-  }
-  mock_data "aws_ssm_parameter" {
-    defaults = { insecure_value = "ami-0123456789abcdef0" }
-  }
-  mock_data "aws_subnet" {
-    defaults = { availability_zone = "eu-west-1a" }
-  }
-  mock_data "aws_vpc" {
-    defaults = { cidr_block = "10.0.0.0/16" }
-  }
-  mock_data "aws_secretsmanager_random_password" {
-    defaults = { random_password = "MockPassword0123456789abcdefghijABCDEFGHIJ" }
-  }
+  source = "../../tests/mocks"
 }
 
 run "plan" {
@@ -93,4 +67,24 @@ run "rejects_unknown_override_keys" {
   }
 
   expect_failures = [var.msk, var.redis]
+}
+
+run "rejects_prod_without_deletion_protection" {
+  command = plan
+
+  variables {
+    postgres = { deletion_protection = false }
+  }
+
+  expect_failures = [var.postgres]
+}
+
+run "rejects_prod_without_backups_retained" {
+  command = plan
+
+  variables {
+    postgres = { backup_retention_days = 1 }
+  }
+
+  expect_failures = [var.postgres]
 }
