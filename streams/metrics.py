@@ -42,6 +42,11 @@ CONSUMER_LAG = Gauge(
     "stockpulse_consumer_lag", "Messages behind, from our own offsets", ["service", "topic", "partition"]
 )
 INFERENCE = Counter("stockpulse_inference", "Predictions by path", ["path"])
+SEQUENCE_EVENTS = Counter(
+    "stockpulse_sequence_events",
+    "Ticks dropped as already applied (duplicate) or missing from a symbol's sequence (gap)",
+    ["service", "kind"],
+)
 CACHE_REQUESTS = Counter("stockpulse_cache_requests", "Hot-state cache lookups", ["result"])
 SINK_ERRORS = Counter("stockpulse_sink_errors", "Sink write failures (retried)", ["sink"])
 CHECKPOINTS = Counter("stockpulse_checkpoints", "State checkpoints written", ["service"])

@@ -12,6 +12,7 @@ applied (per-symbol ``seq``) are dropped, so neither a price nor a feed restart 
 
 from __future__ import annotations
 
+import logging
 import time
 
 import faust
@@ -21,7 +22,9 @@ from schemas.serde import AvroSerde, WireFormatError
 from streams.apps.base import StatefulService, now_us
 from streams.apps.common import raw_topic
 from streams.config import Settings
-from streams.metrics import STAGE_LATENCY, TICKS
+from streams.metrics import SEQUENCE_EVENTS, STAGE_LATENCY, TICKS
+
+log = logging.getLogger("stockpulse.price")
 
 
 class PriceService(StatefulService[PricePartition]):
@@ -65,6 +68,12 @@ class PriceService(StatefulService[PricePartition]):
         )
         await self._publish(partition, out, topic, offset)
         TICKS.labels(self.service).inc(out.ticks)
+        if out.duplicates or out.gaps:
+            SEQUENCE_EVENTS.labels(self.service, "duplicate").inc(out.duplicates)
+            SEQUENCE_EVENTS.labels(self.service, "gap").inc(max(0, out.gaps))
+            log.info(
+                "partition %d: %d duplicate ticks dropped, %d missing", partition, out.duplicates, out.gaps
+            )
 
     async def _publish(self, part: int, out: PriceOutput, topic: str, offset: int) -> None:
         for tf, bars in out.bars.items():
