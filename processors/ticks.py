@@ -29,6 +29,7 @@ class TickLimits:
     max_ts_us: int = 4_102_444_800_000_000  # 2100-01-01
     max_price: float = 1e9
     symbol_pattern: str = r"^[A-Z0-9][A-Z0-9._/-]{0,31}$"
+    known_symbols: frozenset[str] = frozenset()  # empty: any symbol that matches the pattern
     _symbol_re: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -49,6 +50,12 @@ def check_tick(symbol: Any, ts_us: Any, price: Any, size: Any, limits: TickLimit
         return (
             "invalid_symbol",
             f"symbol {_show(symbol)} does not match {limits.symbol_pattern}; use tickers like BTCUSDT",
+        )
+    if limits.known_symbols and symbol not in limits.known_symbols:
+        return (
+            "unknown_symbol",
+            f"symbol {_show(symbol)} is not one of the {len(limits.known_symbols)} configured symbols; "
+            "add it to STOCKPULSE_FEED__SYMBOLS (or leave that empty to accept any valid ticker)",
         )
     if (
         not isinstance(price, (int, float))

@@ -214,6 +214,9 @@ class FeedSettings(_Frozen):
     max_ts_us: int = Field(4_102_444_800_000_000, description="2100-01-01: later timestamps are rejected")
     max_price: float = Field(1e9, gt=0)
     symbol_pattern: str = r"^[A-Z0-9][A-Z0-9._/-]{0,31}$"
+    symbols: tuple[str, ...] = Field(
+        (), description='known symbols, e.g. ["BTCUSDT","EURUSD"]; others are dead-lettered (empty: any)'
+    )
     group_id: str = "stockpulse-feed"
     checkpoint_ms: int = Field(
         200, ge=10, le=60_000, description="how often state and offsets are checkpointed"

@@ -105,7 +105,9 @@ class FeedHandler:
         fs = settings.feed
         self.topics = settings.topics
         self.group_id = fs.group_id
-        self.limits = TickLimits(fs.min_ts_us, fs.max_ts_us, fs.max_price, fs.symbol_pattern)
+        self.limits = TickLimits(
+            fs.min_ts_us, fs.max_ts_us, fs.max_price, fs.symbol_pattern, frozenset(fs.symbols)
+        )
         self.decoder = TickDecoder(self.limits)
         self.batch_serde = AvroSerde.for_record("TickBatch")
         self.dead = DeadLetterEncoder(SERVICE)

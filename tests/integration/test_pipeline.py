@@ -8,11 +8,7 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,50 +16,11 @@ import pytest
 from infra.local import stack
 from schemas.serde import AvroSerde
 from streams.config import Settings
+from tests.conftest import ANALYST_QUERIES, BAD, ENV
 from tests.support.kafka import read_topic
-from tests.support.pipeline import SERVICES, PipelineRun, Ticks, pipeline, real_ticks
+from tests.support.pipeline import SERVICES, PipelineRun, Ticks, pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-# Bars of a quiet partition are closed by the idle flush. A killed feed is replaced only after the consumer
-# group notices (session timeout), so the flush waits longer than that in every run compared here.
-ENV = {"STOCKPULSE_PRICE__IDLE_FLUSH_S": "20"}
-ANALYST_QUERIES = Path(__file__).resolve().parents[2] / "docs" / "analyst-queries.sql"
-BAD = [
-    b"\x00\x00\x00\x00\x09 truncated",
-    b"not a tick at all",
-    b'{"symbol": "EURUSD", "ts_us": 1, "price": 1.0}',
-]
-
-
-@pytest.fixture(scope="module")
-def ticks(stack_settings: Settings) -> Ticks:
-    if not (stack_settings.data_dir / "eurusd_2020-01-01_quotes.csv").exists():
-        pytest.skip(f"real recordings not found in {stack_settings.data_dir} (see ../shared/data/README.md)")
-    return real_ticks(stack_settings)
-
-
-@pytest.fixture(scope="module")
-def clean(stack_settings: Settings, ticks: Ticks) -> dict[str, Any]:
-    """A clean run: every service up for the whole replay, plus three bad messages."""
-    with pipeline(stack_settings, "clean", ENV) as run:
-        run.start()
-        run.send(ticks)
-        for value in BAD:
-            run.producer.send_raw(value, b"EURUSD")
-        run.producer.flush()
-        run.wait_for(lambda c: c["ticks"] > 0)  # the first ticks are stored; the rest are on their way
-        sql = _stockpulse_sql(run, "--format", "json", "SELECT count() AS n FROM ticks FINAL")
-        counts = run.wait_settled(len(ticks))
-        analyst = _stockpulse_sql(run, "--file", str(ANALYST_QUERIES))  # services still up, data complete
-        return {"run": run, "snapshot": run.snapshot(), "counts": counts, "sql": sql, "analyst": analyst}
-
-
-def _stockpulse_sql(run: PipelineRun, *args: str) -> subprocess.CompletedProcess[str]:
-    """``stockpulse sql`` in a process of its own, against the run's database, while the services run."""
-    db = run.settings.clickhouse.database
-    cmd = [str(Path(sys.executable).with_name("stockpulse")), "sql", "--database", db, *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={**os.environ, **run.env})
 
 
 def test_stockpulse_sql_answers_while_the_pipeline_runs(clean: dict[str, Any], ticks: Ticks) -> None:

@@ -96,3 +96,14 @@ def test_tick_batch_round_trip() -> None:
     decoded = serde.decode(serde.encode(builder.record("b1", publish_us=43)))
     assert list(batch_rows(decoded)) == rows
     assert decoded["symbols"] == ["A", "B"] and decoded["ingest_us"] == 42
+
+
+def test_unknown_symbols_are_rejected_only_when_an_allowlist_is_configured() -> None:
+    from processors.ticks import TickLimits, check_tick
+
+    ts = 1_600_000_000_000_000
+    assert check_tick("ZZZ", ts, 1.0, 1.0, TickLimits()) is None
+    known = TickLimits(known_symbols=frozenset({"BTCUSDT"}))
+    assert check_tick("BTCUSDT", ts, 1.0, 1.0, known) is None
+    code, reason = check_tick("ZZZ", ts, 1.0, 1.0, known) or ("", "")
+    assert code == "unknown_symbol" and "STOCKPULSE_FEED__SYMBOLS" in reason
