@@ -56,6 +56,7 @@ class StatefulService(ABC, Generic[S]):
         )
         self._opened = False
         self._open_lock = asyncio.Lock()
+        self._assign_lock = asyncio.Lock()
         self._lock = asyncio.Lock()  # one message, timer tick or checkpoint at a time
         channel = self.app.topic(*inputs, key_serializer="raw", value_serializer="raw")
         self.app.agent(channel, name=self.service)(self._agent)
@@ -90,14 +91,17 @@ class StatefulService(ABC, Generic[S]):
 
     async def _on_assigned(self, app: Any, assigned: set[TP], **kwargs: Any) -> None:
         await self._ensure_open()
-        parts = [p for p in self._mine(assigned) if p not in self.states]
-        if not parts:
-            return
-        saved = await self.checkpointer.restore(parts)
-        for p in parts:
-            blob = saved.get(p)
-            self.states[p] = self.load_state(p, blob) if blob else self.new_state(p)
-            self.last_input[p] = time.monotonic()
+        # The rebalance handler and an early delivery (``_process``) can both restore a partition; without
+        # the lock the second restore would replace a state the first had already applied messages to.
+        async with self._assign_lock:
+            parts = [p for p in self._mine(assigned) if p not in self.states]
+            if not parts:
+                return
+            saved = await self.checkpointer.restore(parts)
+            for p in parts:
+                blob = saved.get(p)
+                self.states[p] = self.load_state(p, blob) if blob else self.new_state(p)
+                self.last_input[p] = time.monotonic()
 
     async def _on_revoked(self, app: Any, revoked: set[TP], **kwargs: Any) -> None:
         parts = self._mine(revoked)
