@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: venv demo test unit integration lint stack-up stack-down stack-status topics bench clean wasm wasm-update \
-	browser
+	browser chaos
 
 venv: $(STAMP)
 
@@ -65,6 +65,10 @@ integration: stack-up
 test: lint stack-up browser wasm
 	$(BIN)/stockpulse schemas check
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The chaos suite at full strength: every fault, STOCKPULSE_CHAOS_ROUNDS times (make test runs one round).
+chaos: stack-up
+	STOCKPULSE_CHAOS_ROUNDS=$${STOCKPULSE_CHAOS_ROUNDS:-3} $(BIN)/pytest tests/chaos -s $(PYTEST_ARGS)
 
 bench: stack-up
 	$(BIN)/stockpulse bench all

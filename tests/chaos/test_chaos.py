@@ -1,0 +1,77 @@
+"""Chaos: during a real-data replay, kill and restart every service, fail over a Redis primary, restart
+the PostgreSQL replica, Triton and the ClickHouse-owning process; then every store equals a clean run
+(0 lost, 0 duplicated ticks, bars, indicators, signals, orders, fills). Prints the faults and outcomes.
+
+``make test`` runs one round (each fault once); ``make chaos`` runs STOCKPULSE_CHAOS_ROUNDS (default 3).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from streams.config import Settings
+from tests.conftest import BAD, ENV
+from tests.support import faults
+from tests.support.pipeline import SERVICES, PipelineRun, Ticks, pipeline
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+ROUNDS = int(os.environ.get("STOCKPULSE_CHAOS_ROUNDS", "1"))
+
+
+def _plan(run: PipelineRun, settings: Settings) -> list[tuple[str, Callable[[], str]]]:
+    steps: list[tuple[str, Callable[[], str]]] = [
+        (f"SIGKILL {name}", lambda name=name: faults.kill_service(run, name))
+        for name in SERVICES  # type: ignore[misc]
+    ]
+    steps += [
+        ("Redis primary killed (failover)", lambda: faults.redis_primary_failover(settings)),
+        ("PostgreSQL replica killed", lambda: faults.postgres_replica_restart(settings)),
+        ("Triton stopped", lambda: faults.triton_outage(settings)),
+        ("ClickHouse owner stopped", lambda: faults.clickhouse_restart(settings)),
+    ]
+    return steps
+
+
+def test_faults_during_a_replay_leave_every_store_equal_to_a_clean_run(
+    stack_settings: Settings, ticks: Ticks, clean: dict[str, Any]
+) -> None:
+    n = len(ticks)
+    rows: list[tuple[float, str, str, float]] = []
+    with pipeline(stack_settings, "chaos-suite", ENV) as run:
+        run.start()
+        plan = [step for _ in range(ROUNDS) for step in _plan(run, stack_settings)]
+        # the replay runs the whole time, slowly, so input never pauses longer than the idle flush
+        rate = n / (12.0 * len(plan))
+        sender = threading.Thread(target=run.send, args=(ticks, 0, n, rate), daemon=True)
+        began = time.monotonic()
+        sender.start()
+        for name, inject in plan:
+            time.sleep(4.0)
+            t0 = time.monotonic()
+            outcome = inject()
+            rows.append((t0 - began, name, outcome, time.monotonic() - t0))
+            run.check_alive()
+        sender.join()
+        for value in BAD:
+            run.producer.send_raw(value, b"EURUSD")
+        run.producer.flush()
+        counts = run.wait_settled(n, timeout=300)
+        snap = run.snapshot()
+    print(f"\nchaos: {ROUNDS} round(s), {len(rows)} faults during a {n:,}-tick replay at {rate:.0f} ticks/s")
+    print("at (s) | fault | outcome | seconds")
+    for at, name, outcome, secs in rows:
+        print(f"{at:.0f} | {name} | {outcome} | {secs:.1f}")
+    print("store | clean | chaos | lost | duplicated")
+    for table in ("ticks", "bars", "pg_bars", "indicators", "signals", "orders", "fills"):
+        want, got = set(clean["snapshot"][table]), snap[table]
+        lost, dup = len(want - set(got)), len(got) - len(set(got))
+        print(f"{table} | {len(want)} | {len(got)} | {lost} | {dup}")
+    print("counts:", counts)
+    for table in ("ticks", "bars", "pg_bars", "indicators", "signals", "orders", "fills"):
+        assert snap[table] == clean["snapshot"][table], f"{table} differ from the clean run"
