@@ -29,6 +29,7 @@ BENCHMARKS = {
     "sinks": "bench.sinks",
     "wasm": "bench.wasm",
     "feed": "bench.feed",
+    "e2e": "bench.e2e",
 }
 
 #: keys whose values are same-run ratios where higher is better ("ours / baseline" speed)
