@@ -81,6 +81,7 @@ class RedisConfig:
     policy; ``warm_bars`` the bars per (symbol, timeframe) loaded by :func:`sinks.redis_cache.warm`."""
 
     nodes: tuple[tuple[str, int], ...] = (("127.0.0.1", 17000), ("127.0.0.1", 17001), ("127.0.0.1", 17002))
+    username: str | None = None  # an ACL user (Redis 6+); None: the default user
     password: str | None = None
     ssl: bool = False
     key_prefix: str = "sp"
@@ -160,6 +161,7 @@ class RedisHotState(SinkBase):
         cfg = self.config
         client = RedisCluster(
             startup_nodes=[ClusterNode(h, p) for h, p in cfg.nodes],
+            username=cfg.username,
             password=cfg.password,
             ssl=cfg.ssl,
             decode_responses=True,

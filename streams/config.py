@@ -154,6 +154,7 @@ class CacheSettings(_Frozen):
 
 class RedisSettings(_Frozen):
     startup_nodes: str = Field("127.0.0.1:17000,127.0.0.1:17001,127.0.0.1:17002", description="host:port,...")
+    username: str | None = Field(None, description="Redis ACL user (AUTH username password)")
     password: SecretStr | None = None
     ssl: bool = False
     key_prefix: str = "sp"

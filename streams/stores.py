@@ -13,6 +13,7 @@ def redis_config(settings: Settings) -> RedisConfig:
     r = settings.redis
     return RedisConfig(
         nodes=tuple(r.nodes),
+        username=r.username,
         password=r.password.get_secret_value() if r.password else None,
         ssl=r.ssl,
         key_prefix=r.key_prefix,
