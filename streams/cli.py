@@ -409,6 +409,20 @@ def bench_all(
         _bench(name, quick)
 
 
+@bench_app.command("soak")
+def bench_soak(
+    minutes: float = typer.Option(30.0, help="How long to run."),
+    rate: float = typer.Option(2000.0, help="Input ticks per second."),
+) -> None:
+    """Steady input for MINUTES: RSS, lag (our own offsets) and latency over time; flags growth."""
+    from bench.soak import SoakConfig, run_soak
+
+    result = run_soak(SoakConfig(minutes=minutes, rate=rate))
+    console.print(result["analysis"])
+    if result["analysis"]["rss_growth_flagged"] or result["analysis"]["lag_creep_flagged"]:
+        raise typer.Exit(1)
+
+
 @bench_app.command("compare")
 def bench_compare(
     saved: Path = typer.Argument(..., help="A saved result JSON (e.g. from main)."),
