@@ -74,6 +74,7 @@ class Handle:
     base: dict[str, tuple[str, bool]] = field(default_factory=dict)
     last_used: float = field(default_factory=time.monotonic)
     timeout: float = 60.0
+    broken: bool = False  # a setting could not be restored: never hand this connection out again
 
     def run(self, sql: str, fmt: str = "TabSeparated", params: dict[str, str] | None = None) -> Any:
         return self.conn.query(sql, fmt, params=params or {})
@@ -94,11 +95,21 @@ class Handle:
     def _restore(self, name: str) -> None:
         value, changed = self.base.pop(name, ("", False))
         self.applied.pop(name, None)
-        if changed:
-            literal = value if len(value) >= 2 and value[0] == value[-1] == "'" else _quote(value)
-            self.run(f"SET {name} = {literal}")
-        else:
-            self.run(f"SET {name} = DEFAULT")
+        try:
+            if changed:
+                literal = value if len(value) >= 2 and value[0] == value[-1] == "'" else _quote(value)
+                self.run(f"SET {name} = {literal}")
+            else:
+                self.run(f"SET {name} = DEFAULT")
+        except Exception:
+            self.broken = True  # e.g. readonly=1 forbids every later SET, including its own reset
+            raise
+
+    @property
+    def reusable(self) -> bool:
+        """A pooled connection goes back to the pool only without settings that outlive a query's reset
+        (``readonly`` cannot be reset from inside read-only mode)."""
+        return not self.broken and "readonly" not in self.applied
 
     def apply_settings(self, settings: dict[str, str]) -> None:
         """Make exactly ``settings`` the per-query settings on top of the session's own values."""
@@ -167,7 +178,7 @@ class Engine:
             finally:
                 handle.last_used = time.monotonic()
                 with self._pool_lock:
-                    keep = len(self._idle) < MAX_IDLE_HANDLES
+                    keep = len(self._idle) < MAX_IDLE_HANDLES and handle.reusable
                     if keep:
                         self._idle.append(handle)
                 if not keep:
