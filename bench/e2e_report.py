@@ -67,8 +67,8 @@ def steady_rate(seen: list[tuple[float, int]], n: int) -> int | None:
     """Rows/s between the polls where 10 % and 90 % of ``n`` were first stored (the phase without its
     start and its tail).
 
-    >>> steady_rate([(0.0, 0), (1.0, 20), (2.0, 60), (3.0, 95), (4.0, 100)], 100)
-    75
+    >>> steady_rate([(0.0, 0), (1.0, 20), (2.0, 60), (3.0, 95), (4.0, 100)], 100)  # (95 - 20) / (3 - 1)
+    38
     """
     first = [next(((t, c) for t, c in seen if c >= f * n), None) for f in (0.1, 0.9)]
     if first[0] is None or first[1] is None or first[1][0] <= first[0][0]:

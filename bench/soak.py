@@ -75,7 +75,7 @@ def slope_per_min(t_s: list[float], y: list[float]) -> float:
     """
     if len(t_s) < 3:
         return 0.0
-    return float(np.polyfit(np.asarray(t_s) / 60.0, np.asarray(y, dtype=float), 1)[0])
+    return round(float(np.polyfit(np.asarray(t_s) / 60.0, np.asarray(y, dtype=float), 1)[0]), 6)
 
 
 class _Soak:
