@@ -29,6 +29,7 @@ BENCHMARKS = {
     "sinks": "bench.sinks",
     "wasm": "bench.wasm",
     "feed": "bench.feed",
+    "api": "bench.api",
     "e2e": "bench.e2e",
 }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import Any, Literal, TypeVar, cast
 
 from sinks.base import Health, SinkBase, SinkError
@@ -25,6 +26,10 @@ log = logging.getLogger("stockpulse.api")
 Store = Literal["redis", "clickhouse", "postgres"]
 STORES: tuple[Store, ...] = ("redis", "clickhouse", "postgres")
 REOPEN_S = 1.0
+#: Redis connections per cluster node for one API process. Each request in flight holds one while it waits
+#: for Redis, and redis-py's cluster client does not queue for a free one: with the sinks' default pool (32)
+#: bursts of concurrent requests failed ("Connection closed by server"). Connections are opened on demand.
+REDIS_POOL = 512
 OPEN_TIMEOUT_S = 5.0
 A = TypeVar("A", bound=SinkBase)
 
@@ -44,7 +49,7 @@ class Backends:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._adapters: dict[Store, SinkBase] = {
-            "redis": RedisHotState(redis_config(settings)),
+            "redis": RedisHotState(replace(redis_config(settings), max_connections=REDIS_POOL)),
             "clickhouse": ClickHouseHistory(clickhouse_config(settings), apply=False),
             "postgres": PostgresOrders(postgres_config(settings), apply=False),
         }

@@ -18,12 +18,19 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sinks.base import SinkError
 from streams.api.jsonresp import json_response
 from streams.api.validation import describe_errors
 
 log = logging.getLogger("stockpulse.api")
+
+
+TOO_LARGE = (
+    "the request body is too large; send fewer values (at most 100000 per /api/indicators/compute call) or "
+    "raise STOCKPULSE_API__MAX_BODY_BYTES"
+)
 
 
 class ApiError(Exception):
@@ -71,8 +78,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     messages = {
         404: f"no such endpoint: {request.method} {request.url.path}; the endpoints are listed at /docs",
         405: f"{request.method} is not allowed on {request.url.path}; the methods are listed at /docs",
-        413: "the request body is too large; send fewer values (at most 100000 per /api/indicators/compute "
-        "call) or raise STOCKPULSE_API__MAX_BODY_BYTES",
+        413: TOO_LARGE,
     }
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     message = messages.get(exc.status_code, detail)
@@ -95,6 +101,37 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(
         500, f"internal error (reference {ref}); the server log has the details under this reference"
     )
+
+
+class BodyLimitMiddleware:
+    """Request bodies over ``max_bytes`` get the JSON 413: at once when ``Content-Length`` says so, else as
+    soon as the streamed body passes the limit (an ``HTTPException`` from ``receive``, which FastAPI re-raises
+    to the handlers above). Starlette's own limiter would answer in plain text."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await error_response(413, TOO_LARGE)(scope, receive, send)
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise StarletteHTTPException(413)
+            return message
+
+        await self.app(scope, limited, send)
 
 
 def install(app: FastAPI) -> None:

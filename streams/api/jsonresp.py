@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 _strict = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
 _loose = json.JSONEncoder(separators=(",", ":"), allow_nan=True).encode
@@ -51,10 +51,15 @@ def float_array_json(values: npt.NDArray[np.float64]) -> str:
     return text
 
 
-class RawJSONResponse(Response):
-    """A response whose body is already-encoded JSON bytes."""
+class RawJSONResponse(JSONResponse):
+    """A response whose body is already-encoded JSON bytes (anything else is encoded with :func:`dumps`).
 
-    media_type = "application/json"
+    A :class:`~starlette.responses.JSONResponse` subclass: FastAPI then documents each route's
+    ``response_model`` as its success body in the OpenAPI document (for other response classes it writes
+    ``{"type": "string"}``)."""
+
+    def render(self, content: Any) -> bytes:
+        return bytes(content) if isinstance(content, bytes | bytearray | memoryview) else dumps(content)
 
 
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -20,6 +20,7 @@ Flow of ``POST /api/orders`` (``OrderDesk.place``):
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -184,12 +185,14 @@ class OrderDesk:
         """(newest stored bar close or None, position after the newest paper fill)."""
         redis = await self.backends.redis()
         newest: tuple[int, float] | None = None
-        try:
-            for tf in self.settings.topics.timeframes:
-                bars = await redis.bars(symbol, tf, 1)
+        try:  # one round trip: the newest bar of every timeframe and the position, concurrently
+            per_tf, pos = await asyncio.gather(
+                asyncio.gather(*(redis.bars(symbol, tf, 1) for tf in self.settings.topics.timeframes)),
+                redis.position(symbol),
+            )
+            for bars in per_tf:
                 if bars and (newest is None or int(bars[-1]["start_us"]) > newest[0]):
                     newest = (int(bars[-1]["start_us"]), float(bars[-1]["close"]))
-            pos = await redis.position(symbol)
         except SinkError as exc:
             raise ApiError(503, f"redis is unavailable: {exc.detail}; check: {_REDIS_HINT}") from exc
         return (newest[1] if newest else None), float(pos["quantity"]) if pos else 0.0

@@ -7,7 +7,7 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from sinks.base import Health
 from streams.api.backends import STORES
@@ -55,7 +55,9 @@ async def healthz(state: Annotated[ApiState, Depends(get_state)]) -> Response:
     return json_response(body, 503 if down else 200, {"Cache-Control": "no-store"})
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics", summary="Prometheus metrics (text exposition format)", response_class=PlainTextResponse
+)
 async def metrics() -> Response:
     text, content_type = render()
     return Response(text, media_type=content_type)

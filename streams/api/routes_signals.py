@@ -18,6 +18,11 @@ from streams.api.validation import parse_symbols
 
 router = APIRouter(tags=["signals"])
 
+#: Longest ``symbols`` value (a few hundred symbols). Even as percent-encoded 4-byte UTF-8 (12 bytes a
+#: character) it keeps the URL under the 64 KiB that uvicorn parses: a longer URL is refused by the HTTP
+#: server itself, in plain text, before the API could name the problem.
+MAX_SYMBOLS_CHARS = 4_000
+
 
 @router.get(
     "/api/signals/current",
@@ -33,8 +38,9 @@ async def current_signals(
     symbols: Annotated[
         str | None,
         Query(
-            max_length=33 * 1000,
-            description="comma-separated symbols, e.g. BTCUSDT,EURUSD (default: every symbol with a signal)",
+            max_length=MAX_SYMBOLS_CHARS,
+            description="comma-separated symbols, e.g. BTCUSDT,EURUSD (default: every symbol with a signal); "
+            f"at most {MAX_SYMBOLS_CHARS} characters",
         ),
     ] = None,
 ) -> Response:

@@ -52,6 +52,7 @@ HINTS: dict[str, str] = {
     "params": "send an object with exactly the parameters of the indicator (see the OpenAPI document /docs)",
     "side": "use BUY or SELL",
     "quantity": "use a finite number > 0 and <= 1e9",
+    "body": "send a JSON object with Content-Type: application/json (the shape is in the OpenAPI document)",
     "Idempotency-Key": "use 1-128 characters A-Z a-z 0-9 . _ : - (e.g. a UUID), the same for retries",
 }
 
@@ -126,6 +127,36 @@ def _where(loc: Sequence[Any]) -> tuple[str, str]:
     return f"{names.get(kind, kind)} '{label}'", label
 
 
+def _body_problem(err: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """(where, hint name, problem) of the errors about the body as a whole, whose pydantic wording names no
+    field: not JSON, not an object, missing, or an unknown/missing ``indicator`` (the union's tag).
+
+    >>> _body_problem({"type": "json_invalid", "loc": ("body", 7), "msg": "JSON decode error"})
+    ('request body', 'body', 'is not valid JSON (decoding failed at character 7)')
+    >>> _body_problem({"type": "union_tag_invalid", "loc": ("body",), "ctx": {"tag": "sma"}})
+    ("body field 'indicator'", 'indicator', "'sma' is not an indicator")
+    """
+    kind, loc = err.get("type"), tuple(err.get("loc", ()))
+    if not loc or loc[0] != "body":
+        return None
+    if kind == "json_invalid":
+        at = f" (decoding failed at character {loc[1]})" if len(loc) > 1 else ""
+        return "request body", "body", f"is not valid JSON{at}"
+    if kind == "union_tag_invalid":
+        tag = err.get("ctx", {}).get("tag")
+        return "body field 'indicator'", "indicator", f"{_show(tag)} is not an indicator"
+    if kind == "union_tag_not_found":
+        return "body field 'indicator'", "indicator", "is required but missing"
+    if len(loc) == 1 and kind == "missing":
+        return "request body", "body", "is required but missing"
+    if len(loc) == 1 and kind in ("model_attributes_type", "dict_type", "model_type"):
+        value = err.get("input")
+        if isinstance(value, bytes | bytearray):
+            return "request body", "body", "was not sent as JSON (Content-Type is not application/json)"
+        return "request body", "body", f"must be a JSON object, got {type(value).__name__} {_show(value)}"
+    return None
+
+
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -143,12 +174,16 @@ def describe_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
     """
     out: list[dict[str, Any]] = []
     for err in errors:
-        where, name = _where(err.get("loc", ()))
-        problem = str(err.get("msg", "invalid value"))
-        if err.get("type") == "missing":
-            problem = "is required but missing"
-        elif "input" in err and err.get("type") != "missing" and not isinstance(err["input"], dict | list):
-            problem += f" (got {_show(err['input'])})"
+        special = _body_problem(err)
+        if special is not None:
+            where, name, problem = special
+        else:
+            where, name = _where(err.get("loc", ()))
+            problem = str(err.get("msg", "invalid value"))
+            if err.get("type") == "missing":
+                problem = "is required but missing"
+            elif "input" in err and not isinstance(err["input"], dict | list):
+                problem += f" (got {_show(err['input'])})"
         fix = HINTS.get(name, "see the OpenAPI document at /docs for the accepted values")
         out.append({"where": where, "problem": problem, "fix": fix, "message": f"{where}: {problem}; {fix}"})
     return out
