@@ -15,7 +15,8 @@ start at the same observation are blamed on the most upstream metric (``MetricSp
 the pipeline, since a slow downstream stage cannot delay an upstream one), then on the larger score.
 
 The detector needs ``warmup`` points per series before it alerts; ``floor`` (absolute, in the metric's
-unit) keeps near-constant series from alerting on noise.
+unit) plus ``rel_floor`` (a fraction of the baseline) keep near-constant series from alerting on noise: on
+a quiet machine a 75 ms p99 can be so steady that a 25 ms bump would otherwise score 10.
 
 >>> det = AnomalyDetector([MetricSpec("inference_p99_ms", "inference", floor=0.5)], DetectorConfig(warmup=20))
 >>> import random; rnd = random.Random(1)
@@ -73,6 +74,7 @@ class MetricSpec:
     stage: str
     direction: Direction = "up"
     floor: float = 0.0
+    rel_floor: float = 0.0  # and this fraction of the baseline: a 20% wobble of a 100 ms p99 is not news
     rank: int = 0
     cumulative: bool = False  # spans several stages (e.g. tick -> signal): alerted on, never blamed
 
@@ -106,12 +108,16 @@ class _Series:
     warm: list[float] = field(default_factory=list)
 
     @property
+    def floor(self) -> float:
+        return self.spec.floor + self.spec.rel_floor * abs(self.mean)
+
+    @property
     def scale(self) -> float:
-        return 1.4826 * self.mad + self.spec.floor + 1e-12
+        return 1.4826 * self.mad + self.floor + 1e-12
 
     def score(self, x: float) -> float:
         dev = x - self.mean if self.spec.direction == "up" else self.mean - x
-        if dev <= self.spec.floor:
+        if dev <= self.floor:
             return 0.0
         return dev / self.scale
 

@@ -44,7 +44,7 @@ CUMULATIVE = frozenset({"tick_to_signal", "tick_to_order"})
 def metric_specs() -> list[MetricSpec]:
     """The watched series, ranked in pipeline order (upstream first) for the root-cause hint."""
     specs = [
-        MetricSpec(f"{s}_{q}_ms", STAGE_OF[s], "up", floor=2.0, rank=i, cumulative=s in CUMULATIVE)
+        MetricSpec(f"{s}_{q}_ms", STAGE_OF[s], "up", 2.0, 0.5, rank=i, cumulative=s in CUMULATIVE)
         for i, s in enumerate(STAGES)
         for q in ("p50", "p99")
     ]
