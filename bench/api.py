@@ -50,7 +50,7 @@ ENDPOINTS = ("chart-data", "signals", "orders")
 
 
 def _layout() -> dict[str, Any]:
-    from tests.load.api_data import Placement
+    from bench.api_data import Placement
 
     out = {}
     for i in range(SYMBOLS):
@@ -202,7 +202,7 @@ def _locust_run(settings: Settings, base_url: str, users: int, seconds: int, api
 
 
 def _bench(settings: Settings, users: tuple[int, ...], seconds: int, workers: int) -> list[dict[str, Any]]:
-    from tests.load.api_data import api_namespace, api_process, drop_namespace, free_port, seed
+    from bench.api_data import api_namespace, api_process, drop_namespace, free_port, seed
 
     ns = api_namespace(settings, "benchapi")
     try:

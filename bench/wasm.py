@@ -4,7 +4,7 @@ Input: the real FTX BTC-PERP 1-minute closes (../shared/data), tiled to 100k and
 ``bench/indicators.py`` (each copy rescaled to continue from the previous copy's last close).
 
 * batch, per indicator and size, in one process, calls interleaved round-robin (median of ``repeats``):
-  ``wasm`` = tests/support/wasm_runner.py over wasmtime (copy in, compute, copy out, reset -- what a caller
+  ``wasm`` = bench/wasm_runner.py over wasmtime (copy in, compute, copy out, reset -- what a caller
   pays), ``wasm_call`` = the export alone on data already in linear memory, ``numba`` = processors.indicators,
   ``talib`` = TA-Lib (StochRSI: ``RSI`` then ``STOCH``, the documented equivalent), and ``v8`` = the same
   module through ``wasm/indicators.js`` in Node's V8 (the browser's engine; includes the JS copies and the
@@ -126,7 +126,7 @@ def _talib_fns(x: F64) -> dict[str, Callable[[], object]]:
 
 
 def bench_batch(series: dict[int, F64], repeats: dict[int, int]) -> list[dict[str, Any]]:
-    from tests.support.wasm_runner import WasmIndicators
+    from bench.wasm_runner import WasmIndicators
 
     w = WasmIndicators()
     rows: list[dict[str, Any]] = []
@@ -150,8 +150,8 @@ def _time_case(
     w: Any, name: str, params: list[Any], x: F64, talib_fn: Callable[[], object], repeats: int
 ) -> dict[str, float]:
     """Seconds per call of one indicator: wasm wrapper, numba and TA-Lib interleaved, then the bare export."""
+    from bench.wasm_runner import assert_bit_equal, reference
     from processors import indicators as ind
-    from tests.support.wasm_runner import assert_bit_equal, reference
 
     n = x.shape[0]
     ref = reference(name, x, params)
@@ -173,7 +173,7 @@ def _time_case(
 
 def bench_chart_update(window: F64, repeats: int) -> dict[str, Any]:
     """Recompute the five indicators over the chart window: in-process WASM vs HTTP round trips."""
-    from tests.support.wasm_runner import IndicatorServer, WasmIndicators
+    from bench.wasm_runner import IndicatorServer, WasmIndicators
 
     w = WasmIndicators()
     values = window.tolist()
@@ -222,7 +222,7 @@ def bench_chart_update(window: F64, repeats: int) -> dict[str, Any]:
 
 
 def _names(name: str) -> tuple[str, ...]:
-    from tests.support.wasm_runner import ENDPOINT_SPEC
+    from bench.wasm_runner import ENDPOINT_SPEC
 
     return ENDPOINT_SPEC[name][0]
 
@@ -232,7 +232,7 @@ def bench_v8(series: dict[int, F64], window: F64, repeats: int, update_repeats: 
     node = shutil.which("node")
     if node is None:
         return None
-    from tests.support.wasm_runner import IndicatorServer
+    from bench.wasm_runner import IndicatorServer
 
     with tempfile.TemporaryDirectory(prefix="bench-wasm-") as tmp, IndicatorServer(WASM_DIR) as server:
         files = {}
@@ -301,7 +301,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "batch": batch,
         "chart_update": update,
         "notes": [
-            "wasm = wasmtime via tests/support/wasm_runner.py incl. copies; wasm_call = the export alone",
+            "wasm = wasmtime via bench/wasm_runner.py incl. copies; wasm_call = the export alone",
             "v8 = wasm/indicators.js in Node's V8 (the browser's engine), incl. JS copies and the Promise",
             "server rows: local http.server (ThreadingHTTPServer, processors.indicators) on 127.0.0.1 as a "
             "stand-in for the API service, keep-alive, no network latency",

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.api_data import ApiServer, DataMissing, Placement, closes, ftx_bars, seeded
 from processors import indicators as ind
 from sinks.redis_state import RedisHotState
 from streams.config import Settings
 from streams.stores import redis_config
-from tests.load.api_data import ApiServer, DataMissing, Placement, closes, ftx_bars, seeded
 
 pytestmark = pytest.mark.integration
 

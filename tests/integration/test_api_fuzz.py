@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from bench.api_data import ApiServer, DataMissing, Placement, seeded
 from streams.config import Settings
-from tests.load.api_data import ApiServer, DataMissing, Placement, seeded
 
 schemathesis = pytest.importorskip(
     "schemathesis", reason="schemathesis is not installed (pip install schemathesis)"

@@ -18,10 +18,10 @@ from confluent_kafka import Producer
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from bench.api_data import ApiServer, DataMissing, Placement, ftx_bars, seeded, signal_for
 from schemas.serde import AvroSerde
 from streams.api.orders import order_id_for
 from streams.config import Settings
-from tests.load.api_data import ApiServer, DataMissing, Placement, ftx_bars, seeded, signal_for
 from tests.support.kafka import read_topic
 
 pytestmark = pytest.mark.integration

@@ -30,11 +30,11 @@ import pytest
 from confluent_kafka import Producer
 from websockets.sync.client import ClientConnection, connect
 
+from bench.api_data import ApiServer, DataMissing, Placement, ftx_bars, seeded, signal_for
 from schemas.serde import AvroSerde
 from sinks.redis_state import RedisHotState
 from streams.config import Settings
 from streams.stores import redis_config
-from tests.load.api_data import ApiServer, DataMissing, Placement, ftx_bars, seeded, signal_for
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.support.wasm_runner import IndicatorServer, reference, sha256_le
+from bench.wasm_runner import IndicatorServer, reference, sha256_le
 
 pytestmark = pytest.mark.integration
 

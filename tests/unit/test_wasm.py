@@ -1,6 +1,6 @@
 """wasm/indicators.wasm: reproducible build, ABI, and bit-for-bit equality with processors.indicators.
 
-The module is run with the ``wasmtime`` package (tests/support/wasm_runner.py); the browser path is tested
+The module is run with the ``wasmtime`` package (bench/wasm_runner.py); the browser path is tested
 in tests/integration/test_wasm_browser.py. Equality is on the float64 bit patterns: NaN in the same places,
 warm-up NaNs exactly 0x7ff8000000000000, NaNs computed from overflowing inputs compared as NaN (their sign
 is unspecified in WebAssembly, as on x86).
@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.wasm_runner import (
+from bench.wasm_runner import (
     ERROR_CODES,
     WASM_PATH,
     WasmCallError,

@@ -40,7 +40,7 @@ from streams.stores import clickhouse_config, postgres_config, redis_config
 
 FTX = "ftx_btc-perp_2022-01_1m.csv"
 MINUTE_US = 60_000_000
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class DataMissing(RuntimeError):

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 F64 = npt.NDArray[np.float64]
 
-WASM_PATH = Path(__file__).resolve().parents[2] / "wasm" / "indicators.wasm"
+WASM_PATH = Path(__file__).resolve().parents[1] / "wasm" / "indicators.wasm"
 MAX_PERIOD = 100_000
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
 
