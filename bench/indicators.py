@@ -331,7 +331,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         "machine": info,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "indicators.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / ("indicators.quick.json" if quick else "indicators.json")).write_text(
+        json.dumps(result, indent=2) + "\n"
+    )
     return result
 
 

@@ -310,7 +310,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "machine": info,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "wasm.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / ("wasm.quick.json" if quick else "wasm.json")).write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
