@@ -34,8 +34,12 @@ from __future__ import annotations
 
 import pickle
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 MINUTE_US = 60_000_000
 _MAGIC = b"SPOB"
@@ -139,6 +143,56 @@ class OrderBook:
                     if len(opens) > self.MAX_BUFFERED_BARS:
                         opens.popleft()
         return self._resolve(symbol, s)
+
+    def on_tick_batch(
+        self,
+        symbols: Sequence[str],
+        symbol_index: npt.ArrayLike,
+        ts_us: npt.ArrayLike,
+        price: npt.ArrayLike,
+        seq: npt.ArrayLike,
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """:meth:`on_ticks` for a whole columnar TickBatch at once (numpy per symbol, not Python per tick):
+        the same bucket opens, the same orders and fills, in symbol order of first appearance."""
+        idx = np.asarray(symbol_index, dtype=np.int64)
+        if not idx.size:
+            return [], []
+        ts = np.asarray(ts_us, dtype=np.int64)
+        px = np.asarray(price, dtype=np.float64)
+        sq = np.asarray(seq, dtype=np.int64)
+        order = np.argsort(idx, kind="stable")
+        bounds = np.flatnonzero(np.diff(idx[order])) + 1
+        orders: list[dict[str, Any]] = []
+        fills: list[dict[str, Any]] = []
+        groups = np.split(order, bounds)
+        for rows in sorted(groups, key=lambda r: int(r[0])):  # symbols in order of first appearance
+            name = symbols[int(idx[rows[0]])]
+            s = self._sym(name)
+            fresh = rows[sq[rows] > s.last_seq]
+            if fresh.size and not bool(np.all(np.diff(sq[fresh]) > 0)):
+                o, f = self.on_ticks(
+                    name, list(zip(ts[rows].tolist(), px[rows].tolist(), sq[rows].tolist(), strict=True))
+                )
+                orders += o
+                fills += f
+                continue  # out-of-order sequence numbers: the per-tick path keeps its exact semantics
+            if fresh.size:
+                s.last_seq = int(sq[fresh[-1]])
+                t, p = ts[fresh], px[fresh]
+                for tf, opens in s.opens.items():
+                    buckets = t - t % tf
+                    last = opens[-1][0] if opens else np.iinfo(np.int64).min
+                    running = np.maximum.accumulate(np.concatenate(([last], buckets)))
+                    new = np.flatnonzero(buckets > running[:-1])
+                    for j in new.tolist():
+                        opens.append((int(buckets[j]), int(t[j]), float(p[j])))
+                    while len(opens) > self.MAX_BUFFERED_BARS:
+                        opens.popleft()
+            if s.pending:
+                o, f = self._resolve(name, s)
+                orders += o
+                fills += f
+        return orders, fills
 
     def on_signal(
         self, signal: dict[str, Any], timeframe_us: int

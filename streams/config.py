@@ -210,7 +210,13 @@ class FeedSettings(_Frozen):
     """The feed handler: validation limits and how TickBatch messages are cut."""
 
     batch_max_ticks: int = Field(500, ge=1, le=100_000)
-    batch_max_ms: int = Field(20, ge=1, le=60_000)
+    batch_max_ms: int = Field(
+        50,
+        ge=1,
+        le=60_000,
+        description="flush every partition's open TickBatch after this long: fewer, fuller messages cut the "
+        "services' per-message cost (at 10k ticks/s tick->signal p50 574 ms at 20, 286 ms at 50)",
+    )
     min_ts_us: int = Field(946_684_800_000_000, description="2000-01-01: older timestamps are rejected")
     max_ts_us: int = Field(4_102_444_800_000_000, description="2100-01-01: later timestamps are rejected")
     max_price: float = Field(1e9, gt=0)

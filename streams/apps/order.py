@@ -16,7 +16,6 @@ from dataclasses import replace
 from typing import Any
 
 import faust
-import numpy as np
 
 from processors.orders import OrderBook, RiskLimits
 from processors.price_state import parse_timeframe
@@ -101,13 +100,10 @@ class OrderService(StatefulService[OrderBook]):
                 return
             await self._publish(partition, orders, fills)
             return
-        symbols = record["symbols"]
-        idx = np.asarray(record["symbol_index"])
-        ts, px, seq = record["ts_us"], record["price"], record["seq"]
-        for i, symbol in enumerate(symbols):
-            rows = np.flatnonzero(idx == i).tolist()
-            orders, fills = state.on_ticks(symbol, [(ts[j], px[j], seq[j]) for j in rows])
-            await self._publish(partition, orders, fills)
+        orders, fills = state.on_tick_batch(
+            record["symbols"], record["symbol_index"], record["ts_us"], record["price"], record["seq"]
+        )
+        await self._publish(partition, orders, fills)
 
     async def _publish(
         self, partition: int, orders: list[dict[str, Any]], fills: list[dict[str, Any]]
