@@ -145,7 +145,12 @@ class _Soak:
                 next_sample += cfg.sample_s
                 producer.flush(10)
                 signals = tally.records("signals", "S")
-                window = [(r["publish_us"] - r["ingest_us"]) / 1000 for r in signals[seen_signals:]]
+                # signals of idle-flushed bars carry ingest_us 0 (no tick closed them): not a latency sample
+                window = [
+                    (r["publish_us"] - r["ingest_us"]) / 1000
+                    for r in signals[seen_signals:]
+                    if r["ingest_us"]
+                ]
                 seen_signals = len(signals)
                 stored = stores.ticks_or_zero("S")
                 samples.append(

@@ -32,8 +32,8 @@ def _plan(run: PipelineRun, settings: Settings) -> list[tuple[str, Callable[[], 
     steps += [
         ("Redis primary killed (failover)", lambda: faults.redis_primary_failover(settings)),
         ("PostgreSQL replica killed", lambda: faults.postgres_replica_restart(settings)),
-        ("Triton stopped", lambda: faults.triton_outage(settings)),
-        ("ClickHouse owner stopped", lambda: faults.clickhouse_restart(settings)),
+        ("Triton stopped", lambda: faults.stack_restart(settings, "triton")),
+        ("ClickHouse owner stopped", lambda: faults.stack_restart(settings, "clickhouse")),
     ]
     return steps
 

@@ -4,10 +4,7 @@ uses its own database ``test_<uuid>``, dropped at the end."""
 
 from __future__ import annotations
 
-import asyncio
 import math
-import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -138,16 +135,6 @@ def _config(settings: Settings, database: str) -> ClickHouseConfig:
         username=ch.username,
         password=ch.password.get_secret_value() if ch.password else None,
     )
-
-
-@pytest.fixture
-async def history(stack_settings: Settings) -> AsyncIterator[ClickHouseHistory]:
-    adapter = await ClickHouseHistory(_config(stack_settings, f"test_{uuid.uuid4().hex[:12]}")).open()
-    try:
-        yield adapter
-    finally:
-        await asyncio.to_thread(adapter.client.command, f"DROP DATABASE IF EXISTS {adapter.config.database}")
-        await adapter.close()
 
 
 async def test_health_and_schema_is_idempotent(history: ClickHouseHistory) -> None:

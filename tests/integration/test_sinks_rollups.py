@@ -4,10 +4,8 @@ equal a pandas resample of the same real trades, the daily signal stats equal a 
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pandas as pd
@@ -17,20 +15,14 @@ from sinks.clickhouse_history import ClickHouseHistory
 from sinks.postgres_orders import PostgresOrders
 from streams.config import Settings
 from streams.stores import postgres_config
-from tests.integration.test_sinks_clickhouse import MINUTE_US, _config, _signal, _tick_batches
+from tests.integration.test_sinks_clickhouse import (
+    MINUTE_US,
+    _signal,
+    _tick_batches,
+)
 
 pytestmark = pytest.mark.integration
 BUCKET_US = {"1m": MINUTE_US, "1h": 60 * MINUTE_US, "1d": 24 * 60 * MINUTE_US}
-
-
-@pytest.fixture
-async def history(stack_settings: Settings) -> AsyncIterator[ClickHouseHistory]:
-    adapter = await ClickHouseHistory(_config(stack_settings, f"test_{uuid.uuid4().hex[:12]}")).open()
-    try:
-        yield adapter
-    finally:
-        await asyncio.to_thread(adapter.client.command, f"DROP DATABASE IF EXISTS {adapter.config.database}")
-        await adapter.close()
 
 
 def _resample(batches: list[dict[str, Any]], symbol: str, bucket_us: int) -> pd.DataFrame:

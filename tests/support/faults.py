@@ -63,18 +63,11 @@ def postgres_replica_restart(settings: Settings) -> str:
     return f"postgres replica: killed, restarted, streaming={healthy} after {time.monotonic() - began:.0f} s"
 
 
-def triton_outage(settings: Settings, down_s: float = 3.0) -> str:
+def stack_restart(settings: Settings, service: str, down_s: float = 3.0) -> str:
+    """Stop one service of the local stack (``triton``, or ``clickhouse``: the process that owns the
+    embedded engine's data directory, whose data stays on disk), wait ``down_s``, start it again."""
     began = time.monotonic()
-    stack.down(settings, ["triton"])
+    stack.down(settings, [service])
     time.sleep(down_s)
-    stack.up(settings, ["triton"])
-    return f"triton: stopped {down_s:g} s, back after {time.monotonic() - began:.0f} s"
-
-
-def clickhouse_restart(settings: Settings, down_s: float = 3.0) -> str:
-    """Stop the process owning the embedded ClickHouse data directory, then start it again (data on disk)."""
-    began = time.monotonic()
-    stack.down(settings, ["clickhouse"])
-    time.sleep(down_s)
-    stack.up(settings, ["clickhouse"])
-    return f"clickhouse: stopped {down_s:g} s, back after {time.monotonic() - began:.0f} s"
+    stack.up(settings, [service])
+    return f"{service}: stopped {down_s:g} s, back after {time.monotonic() - began:.0f} s"
