@@ -13,6 +13,7 @@ replicated over K symbols (BTC-PERP.0 .. BTC-PERP.K-1, same prices) to reach N b
   INSERT … SELECT … ON CONFLICT DO NOTHING, one transaction per batch). The raw loops write to a plain
   copy of the table without the order-id guard, so they do less work than the adapter.
 
+Then chart reads (500-bar windows) from each store against its raw client: :mod:`bench.sink_reads`.
 Everything is written under a fresh key prefix / database / schema, removed at the end.
 ``python -m bench.sinks [--quick]`` writes bench/results/sinks.json and prints a markdown table.
 """
@@ -25,7 +26,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,12 @@ import pandas as pd
 from redis.asyncio.cluster import ClusterNode
 
 from bench.machine import machine_info
-from sinks.clickhouse_history import ClickHouseConfig, ClickHouseHistory
+from bench.sink_reads import ReadRow, read_markdown, run_reads
+from sinks.clickhouse_history import ClickHouseHistory
 from sinks.postgres_orders import PostgresConfig, PostgresOrders
-from sinks.redis_state import RedisConfig, RedisHotState
+from sinks.redis_state import RedisHotState
 from streams.config import Settings, get_settings
+from streams.stores import clickhouse_config, redis_config
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FTX = "ftx_btc-perp_2022-01_1m.csv"
@@ -153,14 +156,8 @@ async def _median_of(
 
 
 async def bench_redis(settings: Settings, bars: list[dict[str, Any]], batch: int, repeats: int) -> list[Row]:
-    cfg = settings.redis
     prefix = f"bench{uuid.uuid4().hex[:8]}"
-    base = RedisConfig(
-        nodes=tuple(cfg.nodes),
-        password=cfg.password.get_secret_value() if cfg.password else None,
-        ssl=cfg.ssl,
-        key_prefix=prefix,
-    )
+    base = replace(redis_config(settings), key_prefix=prefix)
     state = await RedisHotState(base).open()
     client = state.client
     rows: list[Row] = []
@@ -224,13 +221,7 @@ async def bench_redis(settings: Settings, bars: list[dict[str, Any]], batch: int
 async def bench_clickhouse(
     settings: Settings, bars: list[dict[str, Any]], batch: int, sample: int, repeats: int
 ) -> list[Row]:
-    ch = settings.clickhouse
-    config = ClickHouseConfig(
-        url=ch.url,
-        database=f"bench_{uuid.uuid4().hex[:10]}",
-        username=ch.username,
-        password=ch.password.get_secret_value() if ch.password else None,
-    )
+    config = replace(clickhouse_config(settings), database=f"bench_{uuid.uuid4().hex[:10]}")
     history = await ClickHouseHistory(config).open()
     rows: list[Row] = []
     try:
@@ -419,20 +410,25 @@ def markdown(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-async def _run(settings: Settings, n: int, symbols: int, batch: int, sample: int, repeats: int) -> list[Row]:
+async def _run(
+    settings: Settings, n: int, symbols: int, batch: int, sample: int, repeats: int, calls: int
+) -> tuple[list[Row], list[ReadRow]]:
     bars = load_bars(settings.data_dir, n, symbols)
-    return [
+    writes = [
         *await bench_redis(settings, bars, batch, repeats),
         *await bench_clickhouse(settings, bars, batch, sample, repeats),
         *await bench_postgres(settings, bars, batch, sample, repeats),
     ]
+    return writes, await run_reads(settings, bars, calls)
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    """Run every store's comparison; ``quick``: 2,000 bars and small per-row samples (for a smoke test)."""
+    """Run every store's write comparison and chart reads; ``quick``: 2,000 bars, small per-row samples and
+    100 timed reads per method (for a smoke test)."""
     settings = get_settings()
     n, symbols, batch, sample, repeats = (2_000, 4, 500, 100, 1) if quick else (20_000, 10, 1_000, 1_000, 3)
-    rows = asyncio.run(_run(settings, n, symbols, batch, sample, repeats))
+    calls = 100 if quick else 2_000
+    rows, reads = asyncio.run(_run(settings, n, symbols, batch, sample, repeats, calls))
     return {
         "benchmark": "sinks",
         "input": f"{FTX}: first {n // symbols} real 1m bars x {symbols} symbols (same prices) = {n} bars",
@@ -452,6 +448,9 @@ def run(quick: bool = False) -> dict[str, Any]:
             for r in rows
         ],
         "table": markdown(rows),
+        "reads": [asdict(r) for r in reads],
+        "reads_table": read_markdown(reads),
+        "read_targets": {"redis_p99_ms": 1.0, "postgres_replica_p99_ms": 10.0},
         "machine": machine_info(("redis", "hiredis", "clickhouse-connect", "asyncpg", "pandas")),
     }
 
@@ -467,6 +466,8 @@ def main() -> None:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "sinks.json").write_text(json.dumps(result, indent=2) + "\n")
     print(result["table"])
+    print()
+    print(result["reads_table"])
     print(
         f"\ninput: {result['input']}\nmachine: {result['machine']['cpu']}, {result['machine']['cores']} cores"
     )

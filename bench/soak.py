@@ -53,6 +53,11 @@ class SoakConfig:
     sample_s: float = 10.0
     chunk_s: float = 0.1
     rss_mb_per_min: float = 2.0  # flag a service whose RSS grows faster than this in the second half
+    # The input producer's linger: the local broker's (Tansu memory storage) fetch cost grows with the number
+    # of stored record batches (measured: a hop 5 -> 15 ms from 20k to 120k batches per partition); at 5 ms
+    # linger 2,000 ticks/s became ~1 batch per tick on ticks.raw and the feed stalled after ~12 minutes
+    # (bench/results/soak_linger5ms.json). 50 ms batches ~10 ticks per partition; real Kafka indexes offsets.
+    producer_linger_ms: float = 50.0
 
 
 def _rss_mb(tree: ProcTree) -> float:
@@ -119,7 +124,7 @@ class _Soak:
             self.procs[name] = spawn(args, self.env, self.logs / f"{self.run}-{name}.log")
             self.trees[name] = ProcTree(self.procs[name].pid)
         stores = Stores(s)
-        producer = kafka.producer(s, on_delivery=self._on_delivery)
+        producer = kafka.producer(s, on_delivery=self._on_delivery, **{"linger.ms": cfg.producer_linger_ms})
         last_price: dict[str, float] = {}
         samples: list[dict[str, Any]] = []
         sent, seen_signals = 0, 0

@@ -5,7 +5,7 @@ hashes of plain strings (numbers as ``repr``, arrays as JSON), typed back on rea
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any, Literal
 
@@ -15,6 +15,7 @@ __all__ = [
     "Kind",
     "bar_from_member",
     "bar_member",
+    "bars_from_members",
     "compact",
     "decode_hash",
     "decode_value",
@@ -123,3 +124,21 @@ def bar_from_member(symbol: str, timeframe: str, member: str) -> dict[str, Any]:
     bar: dict[str, Any] = {"symbol": symbol, "timeframe": timeframe}
     bar.update(zip(BAR_MEMBER_FIELDS, json.loads(member), strict=False))
     return bar
+
+
+def bars_from_members(symbol: str, timeframe: str, members: Sequence[str]) -> list[dict[str, Any]]:
+    """:func:`bar_from_member` of every member, decoded as one JSON array (one parser call instead of one per
+    bar: about half the time of a 500-bar chart read; ``bench/sink_reads.py``).
+
+    >>> bar = {f: i for i, f in enumerate(BAR_MEMBER_FIELDS)} | {"bar_id": "X|1m|0"}
+    >>> members = [bar_member(bar), bar_member({**bar, "start_us": 60})]
+    >>> bars_from_members("X", "1m", members) == [bar_from_member("X", "1m", m) for m in members]
+    True
+    """
+    fields = BAR_MEMBER_FIELDS
+    out: list[dict[str, Any]] = []
+    for row in json.loads("[" + ",".join(members) + "]"):
+        bar: dict[str, Any] = {"symbol": symbol, "timeframe": timeframe}
+        bar.update(zip(fields, row, strict=False))
+        out.append(bar)
+    return out

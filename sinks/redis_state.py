@@ -55,8 +55,8 @@ from sinks.redis_cache import (
 from sinks.redis_codec import (
     BAR_MEMBER_FIELDS,
     POSITION_KINDS,
-    bar_from_member,
     bar_member,
+    bars_from_members,
     decode_hash,
     hash_args,
     kinds,
@@ -403,7 +403,7 @@ class RedisHotState(SinkBase):
             return []
         (members,) = await self.execute("bars", [("ZRANGE", self.bars_key(symbol, timeframe), -limit, -1)])
         self.stats.count("bars", int(bool(members)), int(not members))
-        return [bar_from_member(symbol, timeframe, m) for m in members]
+        return bars_from_members(symbol, timeframe, members)
 
     async def bars_read_through(
         self, symbol: str, timeframe: str, source: BarSource, limit: int = 500
@@ -416,7 +416,7 @@ class RedisHotState(SinkBase):
         if not report.bars:
             return []
         (members,) = await self.execute("bars", [("ZRANGE", self.bars_key(symbol, timeframe), -limit, -1)])
-        return [bar_from_member(symbol, timeframe, m) for m in members]
+        return bars_from_members(symbol, timeframe, members)
 
     async def symbols(self) -> list[str]:
         """Every symbol written so far, sorted."""
