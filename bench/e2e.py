@@ -19,9 +19,12 @@ PostgreSQL schema, as :func:`streams.demo.run_settings`):
 5. CPU seconds per million ticks and peak RSS per service process tree (``/proc``).
 
 The services run with ``STOCKPULSE_SIGNAL__TIMEFRAMES=["1s","1m"]`` (1 s signals give latency samples every
-second) and ``STOCKPULSE_PRICE__IDLE_FLUSH_S=0`` (the last open bar of a series stays open: the end of a
-phase is defined by its input, not by a timer). ``run(quick)`` is what ``stockpulse bench e2e`` calls;
-``run_config`` takes a :class:`Config` (the smoke test runs a tiny one).
+second) and the default event-time settings: the throughput inputs are recordings (replay mode: the last
+open bar of a series stays open, as :func:`bench.e2e_inputs.expected` counts), the warm-up is history older
+than the live window, and the latency phases are live ticks stamped with the wall clock, whose bars close by
+the symbols' next ticks or the feed's watermarks; each phase reports the late ticks dead-lettered during it.
+``run(quick)`` is what ``stockpulse bench e2e`` calls; ``run_config`` takes a :class:`Config` (the smoke test
+runs a tiny one).
 """
 
 from __future__ import annotations
@@ -118,15 +121,11 @@ class _Run:
         self.run = f"{cfg.tag}-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:4]}"
         s = run_settings(base, self.run)
         self.s = s.model_copy(
-            update={
-                "signal": s.signal.model_copy(update={"timeframes": SIGNAL_TIMEFRAMES}),
-                "price": s.price.model_copy(update={"idle_flush_s": 0.0}),
-            }
+            update={"signal": s.signal.model_copy(update={"timeframes": SIGNAL_TIMEFRAMES})}
         )
         self.env = {
             **settings_env(self.s),
             "STOCKPULSE_SIGNAL__TIMEFRAMES": json.dumps(list(SIGNAL_TIMEFRAMES)),
-            "STOCKPULSE_PRICE__IDLE_FLUSH_S": "0",
         }
         self.logs = base.stack.dir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -219,12 +218,14 @@ class _Run:
         ).values():
             fut.result(15)
         t_prep = time.perf_counter()
+        # history before the live window: replayed as fast as it goes, its bars close by its own ticks
+        history_s = cfg.warm_s + s.event_time.live_window_s + 10
         warm = steady(
             "L",
             cfg.latency_symbols,
             cfg.latency_symbols * cfg.warm_ticks_per_symbol_s,
             cfg.warm_s,
-            _now_us() - int((cfg.warm_s + 5) * 1e6),
+            _now_us() - int(history_s * 1e6),
             seed=1,
         )
         self.last_price: dict[str, float] = {}
@@ -275,7 +276,7 @@ class _Run:
         settings = {
             "timeframes": list(s.topics.timeframes),
             "signal_timeframes": list(SIGNAL_TIMEFRAMES),
-            "idle_flush_s": 0,
+            "event_time": s.event_time.model_dump(),
             "tick_partitions": s.topics.tick_partitions,
             "feed_batch_max_ticks": s.feed.batch_max_ticks,
         }
@@ -443,7 +444,7 @@ class _Run:
     def latency(self, rate: int, producer: Any) -> dict[str, Any]:
         """Steady input at ``rate`` ticks/s for ``latency_s`` through ticks.raw; stage latencies."""
         assert self.tally is not None and self.stores is not None
-        tally, stores, cfg = self.tally, self.stores, self.cfg
+        tally, stores, cfg, s = self.tally, self.stores, self.cfg, self.s
         # event time starts once the ticks are encoded (generous estimate: 10 us a tick on a loaded machine)
         t0_us = _now_us() + 500_000 + int(rate * cfg.latency_s * 10)
         ticks = steady("L", cfg.latency_symbols, rate, cfg.latency_s, t0_us, seed=rate)
@@ -456,6 +457,7 @@ class _Run:
         late_start_s = max(0.0, time.time() - t0_us / 1e6)
         tally.decode_batches = True
         cpu0, load0 = self.cpu(), os.getloadavg()
+        late0 = tally.dead_letters("late_tick")
         t_send = time.time()
         i = 0
         while i < len(values):
@@ -475,6 +477,8 @@ class _Run:
             max(cfg.timeout_s, len(values) / 2_000),
         )
         drain_s = time.time() - t_send - sent_s
+        # live bars close on the feed's watermark: wait for the last ones, then for quiet
+        time.sleep((s.event_time.max_delay_ms + s.event_time.watermark_interval_ms) / 1000 + 1.0)
         self.quiet()
         tally.decode_batches = False
         cpu1, load1 = self.cpu(), os.getloadavg()
@@ -488,6 +492,7 @@ class _Run:
             "achieved_rate": round(n / sent_s),
             "late_start_s": round(late_start_s, 3),
             "drain_s": round(drain_s, 2),
+            "late_ticks": tally.dead_letters("late_tick") - late0,
             **stats,
             "cpu_cores": {k: round((cpu1[k] - cpu0[k]) / wall, 2) for k in cpu0},
             "cpu_s_per_1m_ticks": {k: round((cpu1[k] - cpu0[k]) / n * 1e6, 2) for k in cpu0},

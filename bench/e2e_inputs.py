@@ -146,7 +146,8 @@ def tick_batches(ticks: TickSet, partitions: int, max_ticks: int) -> list[tuple[
 def expected(
     ticks: TickSet, timeframes: tuple[str, ...], signal_timeframes: tuple[str, ...], max_bars: int
 ) -> dict[str, int]:
-    """What the pipeline stores for ``ticks`` while no idle flush closes the last bar of each series:
+    """What the pipeline stores for recorded ``ticks`` (replay mode) before their end of stream, while the
+    last bar of each series stays open:
     closed bars (and snapshots) per timeframe, signals (valid feature rows of the signal timeframes), chart
     bars in Redis (capped per symbol/timeframe) and symbols with a latest signal."""
     state = PricePartition(parse_timeframes(timeframes))

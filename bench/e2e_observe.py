@@ -21,6 +21,7 @@ import asyncio
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,8 @@ class Tally(threading.Thread):
     def __init__(self, settings: Settings) -> None:
         super().__init__(name="e2e-tally", daemon=True)
         t = settings.topics
-        self.kind = {t.ticks: "ticks", t.signals: "signals", t.orders: "orders", t.fills: "fills"}
+        self.kind = {t.ticks: "ticks", t.signals: "signals", t.orders: "orders", t.fills: "fills",
+                     t.dead_letter: "dead"}  # fmt: skip
         for tf in t.timeframes:
             self.kind[t.bars(tf)] = "bars"
             self.kind[t.indicators(tf)] = "indicators"
@@ -68,8 +70,10 @@ class Tally(threading.Thread):
                 ("orders", "Order"),
                 ("fills", "Fill"),
                 ("ticks", "TickBatch"),
+                ("dead", "DeadLetter"),
             )
         }
+        self.dead: Counter[str] = Counter()
         self.arrivals: dict[str, list[float]] = {k: [] for k in set(self.kind.values())}
         self.signals: list[dict[str, Any]] = []
         self.orders: list[dict[str, Any]] = []
@@ -88,9 +92,9 @@ class Tally(threading.Thread):
                 "isolation.level": "read_uncommitted",
             }
         )
-        parts = t.tick_partitions
+        counts = t.all_topics()
         self._consumer.assign(
-            [TopicPartition(topic, p, OFFSET_BEGINNING) for topic in self.kind for p in range(parts)]
+            [TopicPartition(topic, p, OFFSET_BEGINNING) for topic in self.kind for p in range(counts[topic])]
         )
 
     def run(self) -> None:
@@ -110,6 +114,9 @@ class Tally(threading.Thread):
         if kind in ("bars", "indicators") or (kind == "ticks" and not self.decode_batches):
             return
         rec = self.serde[kind].decode(msg.value())
+        if kind == "dead":
+            self.dead[rec["reason_code"]] += 1
+            return
         if kind == "ticks":
             self.batches.append((now, rec["ingest_us"], rec["publish_us"], len(rec["ts_us"])))
             return
@@ -126,6 +133,11 @@ class Tally(threading.Thread):
         with self._lock:
             rows = {"signals": self.signals, "orders": self.orders, "fills": self.fills}[kind]
             return [r for r in rows if r["symbol"].startswith(prefix)]
+
+    def dead_letters(self, reason_code: str) -> int:
+        """Dead letters with this reason so far."""
+        with self._lock:
+            return self.dead[reason_code]
 
     def distinct(self, kind: str, prefix: str = "") -> int:
         key = {"signals": "signal_id", "orders": "order_id", "fills": "fill_id"}[kind]

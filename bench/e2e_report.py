@@ -50,6 +50,7 @@ def latency_stats(
         "inference_to_publish": col(sig, lambda r: r["publish_us"] - r["inference_us"]),
         "signal_to_consumer": col(sig, lambda r: r["recv"] * 1e6 - r["publish_us"]),
         "signal_record_to_consumer": col(sig, lambda r: r["recv"] * 1e6 - r["kafka_ms"] * 1000),
+        "bar_end_to_close": col(sig, lambda r: r["close_us"] - r["start_us"] - 1_000_000),
         "bar_end_to_signal": col(sig, lambda r: r["publish_us"] - r["start_us"] - 1_000_000),
         "signal_to_order": col(orders, lambda r: r["kafka_ms"] * 1000 - r["signal_us"]),
         "tick_to_order_observed": col(orders, lambda r: r["recv"] * 1e6 - r["ingest_us"]),
@@ -178,20 +179,21 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [
         "",
         "| ticks/s in | achieved | tick → signal p50 / p99 / p99.9 ms | tick → order p50 / p99 / p99.9 ms "
-        "| bar end → signal p50 / p99 | feed batch p50 | ingest → bar close p50 | indicators → inference p50 "
-        "| drain s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| bar end → signal p50 / p99 | bar end → close p50 | feed batch p50 | ingest → bar close p50 "
+        "| indicators → inference p50 | late ticks | drain s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["latency"]:
         st = r["stages_ms"]
-        p50 = [f"{st[k]['p50']:,.1f}" if st[k].get("n") else "n/a"
-               for k in ("feed_batch", "ingest_to_bar_close", "indicators_to_inference")]  # fmt: skip
+        keys = ("bar_end_to_close", "feed_batch", "ingest_to_bar_close", "indicators_to_inference")
+        p50 = [f"{st[k]['p50']:,.1f}" if st.get(k, {}).get("n") else "n/a" for k in keys]
         end = st["bar_end_to_signal"]
         end_s = f"{end['p50']:,.0f} / {end['p99']:,.0f}" if end.get("n") else "n/a"
         sig, order = r["tick_to_signal_ms"], r["tick_to_order_ms"]
         lines.append(
             f"| {r['rate']:,} | {r['achieved_rate']:,} | {_pct(sig)} (n={sig['n']:,}) "
-            f"| {_pct(order)} (n={order['n']:,}) | {end_s} | {' | '.join(p50)} | {r['drain_s']} |"
+            f"| {_pct(order)} (n={order['n']:,}) | {end_s} | {' | '.join(p50)} "
+            f"| {r.get('late_ticks', 'n/a')} | {r['drain_s']} |"
         )
     lines += [
         "",

@@ -150,7 +150,7 @@ class _Soak:
                 next_sample += cfg.sample_s
                 producer.flush(10)
                 signals = tally.records("signals", "S")
-                # signals of idle-flushed bars carry ingest_us 0 (no tick closed them): not a latency sample
+                # ingest_us: the feed's receive time of the batch that closed the bar (a tick, or a watermark)
                 window = [
                     (r["publish_us"] - r["ingest_us"]) / 1000
                     for r in signals[seen_signals:]

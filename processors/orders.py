@@ -1,19 +1,26 @@
-"""Risk checks and paper execution, per symbol, decided in event time (pure code).
+"""Risk checks and paper execution, per (symbol, signal timeframe) book, decided in event time (pure code).
 
-A BUY signal targets a long position of ``order_quantity``, a SELL signal a short one of the same size; the
-order is the difference to the current position. The order is executed on paper at the *next tick*: the
-first tick received in the first bar interval that starts at or after the end of the signal's bar (so the
-book keeps one tick per bar interval, not every tick). Everything is decided when that tick is known, so the
-outcome depends only on the two input streams' contents, never on how the signal and tick topics interleave
-on arrival (for ticks that arrive in time order, as the feed delivers them per symbol):
+Each (symbol, timeframe) is its own book (one strategy): its own position, pending signals, rate limit and
+re-delivery guard, so the signals of several timeframes never interfere and the outcome does not depend on
+how their topics interleave. A BUY signal targets a long position of ``order_quantity`` in its book, a SELL
+signal a short one of the same size; the order is the difference to the book's position. The order is
+executed on paper at the *next tick*: the first tick received in the first bar interval of its timeframe that
+starts at or after the end of the signal's bar (so the book keeps one tick per bar interval, not every tick).
+Everything is decided when that tick is known, so the outcome depends only on the two input streams'
+contents, never on how the signal and tick topics interleave on arrival (for ticks that arrive in time order,
+as the feed delivers them per symbol). Every BUY/SELL signal gets exactly one decision:
 
+* no next tick: the symbol's input ended (end of stream), or, for a live symbol, the feed's watermark passed
+  the bar end by ``max_staleness_us`` without a tick -> REJECTED (at the bar end, at the bar's close);
 * stale price: the next tick came more than ``max_staleness_us`` after the bar end -> REJECTED;
 * kill switch engaged -> REJECTED;
-* rate limit: more than ``max_orders_per_minute`` accepted orders of the symbol within 60 s of event time
+* rate limit: more than ``max_orders_per_minute`` accepted orders of the book within 60 s of event time
   -> REJECTED;
 * position limit: ``|position after| > max_position`` -> REJECTED;
 * notional limit: ``|position after| * price > max_notional`` -> REJECTED;
-* otherwise ACCEPTED, and filled at the next tick's price; position, average price and realized PnL follow.
+* already at the target position: nothing to trade -> REJECTED;
+* otherwise ACCEPTED, and filled at the next tick's price; the book's position, average price and realized
+  PnL follow.
 
 Ids are deterministic: order id ``o-<signal id>``, fill id ``f-<signal id>``.
 
@@ -41,9 +48,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from processors.event_time import EventTimePolicy
+
 MINUTE_US = 60_000_000
 _MAGIC = b"SPOB"
-_VERSION = 1
+_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,25 +105,48 @@ class Position:
 
 
 @dataclass(slots=True)
-class _Symbol:
+class _Book:
+    """One (symbol, timeframe) strategy: its position, pending signals and accepted-order times."""
+
     position: Position = field(default_factory=Position)
-    opens: dict[int, deque[tuple[int, int, float]]] = field(default_factory=dict)  # tf -> (bucket, ts, price)
-    last_seq: int = 0
-    pending: deque[tuple[dict[str, Any], int, int]] = field(default_factory=deque)  # (signal, bar end, tf)
+    pending: deque[tuple[dict[str, Any], int]] = field(default_factory=deque)  # (signal, bar end)
     accepted_at: deque[int] = field(default_factory=deque)  # event times of accepted orders
     last_signal_start: int = -(2**62)
 
+    def dump(self) -> tuple[Any, ...]:
+        p = self.position
+        return ((p.quantity, p.avg_price, p.realized_pnl), list(self.pending), list(self.accepted_at),
+                self.last_signal_start)  # fmt: skip
+
+    @classmethod
+    def load(cls, data: tuple[Any, ...]) -> _Book:
+        pos, pending, accepted, last_start = data
+        return cls(Position(*pos), deque(pending), deque(accepted), last_start)
+
+
+@dataclass(slots=True)
+class _Symbol:
+    opens: dict[int, deque[tuple[int, int, float]]] = field(default_factory=dict)  # tf -> (bucket, ts, price)
+    last_seq: int = 0
+    books: dict[int, _Book] = field(default_factory=dict)  # tf -> book
+    live: bool = False  # its ticks follow the wall clock: the feed's watermarks expire its signals
+    ended: bool = False  # its input ended (EndOfStream) after its last tick
+
 
 class OrderBook:
-    """Pending signals, recent ticks and positions of the symbols of one partition."""
+    """Recent ticks of the symbols of one partition and their (symbol, timeframe) books."""
 
     MAX_BUFFERED_BARS = 100_000
 
     def __init__(
-        self, limits: RiskLimits | None = None, timeframes_us: tuple[int, ...] = (MINUTE_US,)
+        self,
+        limits: RiskLimits | None = None,
+        timeframes_us: tuple[int, ...] = (MINUTE_US,),
+        policy: EventTimePolicy | None = None,
     ) -> None:
         self.limits = limits or RiskLimits()
         self.timeframes_us = timeframes_us
+        self.policy = policy or EventTimePolicy()
         self.symbols: dict[str, _Symbol] = {}
 
     def _sym(self, symbol: str) -> _Symbol:
@@ -122,10 +154,16 @@ class OrderBook:
         if s is None:
             s = self.symbols[symbol] = _Symbol()
             s.opens = {tf: deque() for tf in self.timeframes_us}
+            s.books = {tf: _Book() for tf in self.timeframes_us}
         return s
 
     def pending_count(self) -> int:
-        return sum(len(s.pending) for s in self.symbols.values())
+        return sum(len(b.pending) for s in self.symbols.values() for b in s.books.values())
+
+    def position(self, symbol: str, timeframe_us: int) -> float:
+        """The position of one book (0 when it has none)."""
+        s = self.symbols.get(symbol)
+        return s.books[timeframe_us].position.quantity if s is not None and timeframe_us in s.books else 0.0
 
     def on_ticks(
         self, symbol: str, ticks: list[tuple[int, float, int]]
@@ -136,6 +174,7 @@ class OrderBook:
             if seq <= s.last_seq:
                 continue  # re-delivered tick
             s.last_seq = seq
+            s.ended = False
             for tf, opens in s.opens.items():
                 bucket = ts - ts % tf
                 if not opens or bucket > opens[-1][0]:
@@ -151,9 +190,11 @@ class OrderBook:
         ts_us: npt.ArrayLike,
         price: npt.ArrayLike,
         seq: npt.ArrayLike,
+        ingest_us: int | None = None,
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """:meth:`on_ticks` for a whole columnar TickBatch at once (numpy per symbol, not Python per tick):
-        the same bucket opens, the same orders and fills, in symbol order of first appearance."""
+        the same bucket opens, the same orders and fills, in symbol order of first appearance. With the
+        batch's ``ingest_us`` each symbol's liveness is decided as the price service does."""
         idx = np.asarray(symbol_index, dtype=np.int64)
         if not idx.size:
             return [], []
@@ -179,6 +220,9 @@ class OrderBook:
             if fresh.size:
                 s.last_seq = int(sq[fresh[-1]])
                 t, p = ts[fresh], px[fresh]
+                s.ended = False
+                if ingest_us is not None:
+                    s.live = self.policy.is_live(int(t.max()), ingest_us)
                 for tf, opens in s.opens.items():
                     buckets = t - t % tf
                     last = opens[-1][0] if opens else np.iinfo(np.int64).min
@@ -188,7 +232,7 @@ class OrderBook:
                         opens.append((int(buckets[j]), int(t[j]), float(p[j])))
                     while len(opens) > self.MAX_BUFFERED_BARS:
                         opens.popleft()
-            if s.pending:
+            if any(b.pending for b in s.books.values()):
                 o, f = self._resolve(name, s)
                 orders += o
                 fills += f
@@ -197,59 +241,106 @@ class OrderBook:
     def on_signal(
         self, signal: dict[str, Any], timeframe_us: int
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Queue a BUY/SELL signal (HOLD only advances time); resolve what the buffered ticks allow."""
-        s = self._sym(signal["symbol"])
-        if signal["start_us"] <= s.last_signal_start:
-            return [], []  # re-delivered signal
-        s.last_signal_start = signal["start_us"]
-        bar_end = signal["start_us"] + timeframe_us
-        if timeframe_us not in s.opens:
+        """Queue a BUY/SELL signal in its (symbol, timeframe) book (HOLD only advances time); resolve what
+        the buffered ticks allow. A signal for a bar at or before the book's last one is a re-delivery."""
+        if timeframe_us not in self.timeframes_us:
             raise ValueError(
                 f"signal timeframe of {timeframe_us} us is not one of the order book's {self.timeframes_us}; "
                 "add it to STOCKPULSE_SIGNAL__TIMEFRAMES"
             )
+        s = self._sym(signal["symbol"])
+        book = s.books[timeframe_us]
+        if signal["start_us"] <= book.last_signal_start:
+            return [], []  # re-delivered signal
+        book.last_signal_start = signal["start_us"]
+        bar_end = signal["start_us"] + timeframe_us
         if signal["action"] in ("BUY", "SELL"):
-            s.pending.append((signal, bar_end, timeframe_us))
-        elif not s.pending:
+            book.pending.append((signal, bar_end))
+        elif not book.pending:
             self._trim(s, bar_end, timeframe_us)
         return self._resolve(signal["symbol"], s)
 
+    def on_progress(
+        self, watermark_us: int = 0, closed_symbols: Sequence[str] = ()
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Event-time progress without a tick: the input of ``closed_symbols`` ended, so their pending
+        signals (and later ones with no tick after their bar) are rejected; a watermark rejects the pending
+        signals of live symbols whose bar ended more than ``max_staleness_us`` before it (no tick came)."""
+        orders: list[dict[str, Any]] = []
+        fills: list[dict[str, Any]] = []
+        for name in closed_symbols:
+            s = self._sym(name)
+            s.ended = True
+            o, f = self._resolve(name, s)
+            orders += o
+            fills += f
+        if watermark_us:
+            limit = self.limits.max_staleness_us
+            for name, s in self.symbols.items():
+                if s.live and any(b.pending for b in s.books.values()):
+                    o, f = self._resolve(name, s, stale_before=watermark_us - limit)
+                    orders += o
+                    fills += f
+        return orders, fills
+
     @staticmethod
     def _trim(s: _Symbol, before_ts: int, timeframe_us: int) -> None:
-        """Drop bar opens that no later signal can use (signals of a symbol come in bar order)."""
+        """Drop bar opens that no later signal can use (signals of a book come in bar order)."""
         opens = s.opens[timeframe_us]
         while opens and opens[0][0] < before_ts:
             opens.popleft()
 
-    def _resolve(self, symbol: str, s: _Symbol) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def _resolve(
+        self, symbol: str, s: _Symbol, stale_before: int | None = None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Decide the pending signals whose next tick is known, in bar order per book; with no next tick:
+        when the symbol's input ended, or when the bar ended before ``stale_before`` (a watermark)."""
         orders: list[dict[str, Any]] = []
         fills: list[dict[str, Any]] = []
-        while s.pending:
-            signal, bar_end, tf = s.pending[0]
+        lim_s = self.limits.max_staleness_us / 1e6
+        for tf, book in s.books.items():
             opens = s.opens[tf]
-            tick = next(((ts, price) for bucket, ts, price in opens if bucket >= bar_end), None)
-            if tick is None:
-                break
-            s.pending.popleft()
-            order, fill = self._execute(symbol, s, signal, bar_end, tick)
-            orders.append(order)
-            if fill is not None:
-                fills.append(fill)
-            self._trim(s, bar_end, tf)
+            while book.pending:
+                signal, bar_end = book.pending[0]
+                tick = next(((ts, price) for bucket, ts, price in opens if bucket >= bar_end), None)
+                why = ""
+                if tick is None and s.ended:
+                    why = f"no tick after the bar end: the input of {symbol} ended (end of stream)"
+                elif tick is None and stale_before is not None and bar_end < stale_before:
+                    why = f"stale price: no tick of {symbol} within {lim_s:g}s after the bar end"
+                elif tick is None:
+                    break
+                book.pending.popleft()
+                order, fill = self._execute(symbol, book, signal, bar_end, tick, why)
+                orders.append(order)
+                if fill is not None:
+                    fills.append(fill)
+                self._trim(s, bar_end, tf)
         return orders, fills
 
     def _execute(
-        self, symbol: str, s: _Symbol, signal: dict[str, Any], bar_end: int, tick: tuple[int, float]
+        self,
+        symbol: str,
+        book: _Book,
+        signal: dict[str, Any],
+        bar_end: int,
+        tick: tuple[int, float] | None,
+        no_tick: str = "",
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Decide the signal at its next ``tick``; with none (``no_tick`` says why) it is rejected, at its bar
+        end and its bar's close."""
         lim = self.limits
-        ts, price = tick
+        ts, price = tick or (bar_end, float(signal.get("price", 0.0)))
         target = lim.order_quantity if signal["action"] == "BUY" else -lim.order_quantity
-        qty = target - s.position.quantity
+        qty = target - book.position.quantity
         side = "BUY" if qty > 0 else "SELL"
-        while s.accepted_at and s.accepted_at[0] <= ts - MINUTE_US:
-            s.accepted_at.popleft()
+        while book.accepted_at and book.accepted_at[0] <= ts - MINUTE_US:
+            book.accepted_at.popleft()
+        timeframe = str(signal.get("timeframe", ""))
         reason = ""
-        if qty == 0.0:
+        if no_tick:
+            reason = no_tick
+        elif qty == 0.0:
             reason = f"already at the target position {target:g}: nothing to trade"
         elif ts - bar_end > lim.max_staleness_us:
             reason = (
@@ -258,8 +349,10 @@ class OrderBook:
             )
         elif lim.kill_switch:
             reason = kill_switch_reason(lim.kill_reason)
-        elif len(s.accepted_at) >= lim.max_orders_per_minute:
-            reason = f"rate limit: {lim.max_orders_per_minute} orders per minute for {symbol} reached"
+        elif len(book.accepted_at) >= lim.max_orders_per_minute:
+            reason = (
+                f"rate limit: {lim.max_orders_per_minute} orders per minute for {symbol} {timeframe} reached"
+            )
         elif abs(target) > lim.max_position:
             reason = f"position limit: |{target:g}| > {lim.max_position:g}"
         elif abs(target) * price > lim.max_notional:
@@ -278,11 +371,12 @@ class OrderBook:
             "ts_us": ts,
             "ingest_us": int(signal.get("ingest_us", 0)),
             "signal_us": int(signal.get("publish_us", 0)),
+            "timeframe": timeframe,
         }
         if reason:
             return order, None
-        s.accepted_at.append(ts)
-        s.position.apply(qty, price)
+        book.accepted_at.append(ts)
+        book.position.apply(qty, price)
         fill = {
             "fill_id": f"f-{base_id}",
             "order_id": order["order_id"],
@@ -291,9 +385,10 @@ class OrderBook:
             "quantity": abs(qty),
             "price": price,
             "ts_us": ts,
-            "position": s.position.quantity,
-            "avg_price": s.position.avg_price,
-            "realized_pnl": s.position.realized_pnl,
+            "position": book.position.quantity,
+            "avg_price": book.position.avg_price,
+            "realized_pnl": book.position.realized_pnl,
+            "timeframe": timeframe,
         }
         return order, fill
 
@@ -301,12 +396,10 @@ class OrderBook:
         """Checkpoint bytes (a versioned pickle of plain containers: our own data, never untrusted input)."""
         payload = {
             name: (
-                (s.position.quantity, s.position.avg_price, s.position.realized_pnl),
-                {tf: list(q) for tf, q in s.opens.items()},
                 s.last_seq,
-                list(s.pending),
-                list(s.accepted_at),
-                s.last_signal_start,
+                {tf: list(q) for tf, q in s.opens.items()},
+                {tf: book.dump() for tf, book in s.books.items()},
+                (s.live, s.ended),
             )
             for name, s in self.symbols.items()
         }
@@ -314,18 +407,34 @@ class OrderBook:
 
     @classmethod
     def from_bytes(
-        cls, data: bytes, limits: RiskLimits | None = None, timeframes_us: tuple[int, ...] = (MINUTE_US,)
+        cls,
+        data: bytes,
+        limits: RiskLimits | None = None,
+        timeframes_us: tuple[int, ...] = (MINUTE_US,),
+        policy: EventTimePolicy | None = None,
     ) -> OrderBook:
+        """Rebuild from :meth:`to_bytes` (this version, or version 1 with one book per symbol: its position
+        goes to the book of the shortest timeframe, its pending signals to their own timeframe's book)."""
         if data[:4] != _MAGIC:
             raise ValueError("not an order-book checkpoint (bad magic)")
         version = int.from_bytes(data[4:6], "little")
-        if version != _VERSION:
-            raise ValueError(f"unsupported order-book checkpoint version {version} (reads {_VERSION})")
-        book = cls(limits, timeframes_us)
-        for name, (pos, opens, last_seq, pending, accepted, last_start) in pickle.loads(data[6:]).items():
+        if version not in (1, _VERSION):
+            raise ValueError(f"unsupported order-book checkpoint version {version} (reads 1 and {_VERSION})")
+        book = cls(limits, timeframes_us, policy)
+        for name, saved in pickle.loads(data[6:]).items():
             sym = book._sym(name)
-            sym.position = Position(*pos)
+            if version == 1:
+                pos, opens, last_seq, pending, accepted, last_start = saved
+                books: dict[int, tuple[Any, ...]] = {
+                    tf: ((0.0, 0.0, 0.0), [], [], last_start) for tf in timeframes_us
+                }
+                first = min(timeframes_us)
+                books[first] = (pos, [], accepted, last_start)
+                for signal, bar_end, tf in pending:
+                    books.setdefault(tf, ((0.0, 0.0, 0.0), [], [], last_start))[1].append((signal, bar_end))
+            else:
+                last_seq, opens, books, (sym.live, sym.ended) = saved
+            sym.last_seq = last_seq
             sym.opens.update({tf: deque(q) for tf, q in opens.items()})
-            sym.last_seq, sym.last_signal_start = last_seq, last_start
-            sym.pending, sym.accepted_at = deque(pending), deque(accepted)
+            sym.books.update({tf: _Book.load(b) for tf, b in books.items()})
         return book

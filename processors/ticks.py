@@ -127,6 +127,45 @@ class Sequencer:
         return cls(last)
 
 
+class FeedState:
+    """What the feed checkpoints per input partition: its :class:`Sequencer`, and when it last routed a live
+    tick to each output partition (so that after a restart it keeps sending those partitions watermarks
+    until their live bars have closed).
+
+    >>> s = FeedState(); _ = s.sequencer.next("A"); s.live_outs[3] = 1_000
+    >>> again = FeedState.from_bytes(s.to_bytes())
+    >>> again.sequencer.next("A"), again.live_outs
+    (2, {3: 1000})
+    >>> FeedState.from_bytes(Sequencer({"A": 5}).to_bytes()).sequencer.next("A")  # a checkpoint of before
+    6
+    """
+
+    __slots__ = ("live_outs", "sequencer")
+    MAGIC = b"SPF2"
+
+    def __init__(self, sequencer: Sequencer | None = None, live_outs: dict[int, int] | None = None) -> None:
+        self.sequencer = sequencer or Sequencer()
+        self.live_outs: dict[int, int] = dict(live_outs or {})
+
+    def to_bytes(self) -> bytes:
+        head = [self.MAGIC, struct.pack("<I", len(self.live_outs))]
+        head += [struct.pack("<Iq", out, us) for out, us in self.live_outs.items()]
+        return b"".join(head) + self.sequencer.to_bytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> FeedState:
+        if not data.startswith(cls.MAGIC):  # version 1: the sequencer alone
+            return cls(Sequencer.from_bytes(data))
+        (n,) = struct.unpack_from("<I", data, 4)
+        pos = 8
+        live = {}
+        for _ in range(n):
+            out, us = struct.unpack_from("<Iq", data, pos)
+            live[out] = us
+            pos += 12
+        return cls(Sequencer.from_bytes(data[pos:]), live)
+
+
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 hash (the Java client's default partitioner), as a signed 32-bit int."""
     m = 0x5BD1E995
@@ -169,6 +208,7 @@ class TickBatchBuilder:
     """Accumulates validated ticks of one output partition into a columnar TickBatch record."""
 
     __slots__ = (
+        "closed",
         "first_offset",
         "index",
         "ingest_us",
@@ -179,9 +219,12 @@ class TickBatchBuilder:
         "symbol_idx",
         "symbols",
         "ts",
+        "watermark_us",
     )
 
     def __init__(self) -> None:
+        self.closed: list[str] = []  # symbols whose input ended after their ticks in this batch
+        self.watermark_us = 0  # 0: no watermark
         self.symbols: list[str] = []
         self.index: dict[str, int] = {}
         self.symbol_idx: list[int] = []
@@ -218,8 +261,10 @@ class TickBatchBuilder:
             "price": self.price,
             "size": self.size,
             "seq": self.seq,
-            "ingest_us": self.ingest_us,
+            "ingest_us": self.ingest_us or publish_us,
             "publish_us": publish_us,
+            "watermark_us": self.watermark_us,
+            "closed_symbols": self.closed,
         }
 
 

@@ -30,6 +30,15 @@ MAGIC = 0
 HEADER = struct.Struct(">bI")
 
 
+def value_header(schema_id: int) -> bytes:
+    """The first 5 bytes of a message written with ``schema_id`` (magic byte and id).
+
+    >>> value_header(9)
+    b'\\x00\\x00\\x00\\x00\\t'
+    """
+    return HEADER.pack(MAGIC, schema_id)
+
+
 class WireFormatError(ValueError):
     """A message that cannot be decoded. ``reason_code`` is machine-readable (dead-letter topic)."""
 
@@ -66,7 +75,7 @@ class AvroSerde:
         current = source.latest(self.name)
         self.schema_id = current.schema_id
         self._parsed = current.parsed
-        self._header = HEADER.pack(MAGIC, current.schema_id)
+        self._header = value_header(current.schema_id)
         self._readers: dict[int, tuple[Any, Any]] = {current.schema_id: (current.parsed, None)}
 
     @classmethod

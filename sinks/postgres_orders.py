@@ -37,6 +37,7 @@ from sinks.base import SinkBase, SinkError, input_error
 from sinks.postgres_schema import SCHEMA_FILE, apply_schema, check_schema_name
 from sinks.postgres_sql import (
     BAR_FIELDS,
+    FILL_DEFAULTS,
     FILL_FIELDS,
     INSERT_BARS,
     INSERT_FILLS,
@@ -264,10 +265,10 @@ class PostgresOrders(SinkBase):
         return n
 
     async def write_fills(self, fills: Iterable[Record]) -> int:
-        """Store ``Fill`` records and move each symbol's position forward to its newest fill, in one
-        transaction. Returns how many fills were new."""
+        """Store ``Fill`` records and move each book's (symbol, timeframe) position forward to its newest
+        fill, in one transaction. Returns how many fills were new."""
         try:
-            rows = [(i, *row) for i, row in enumerate(_rows(fills, FILL_FIELDS, {}))]
+            rows = [(i, *row) for i, row in enumerate(_rows(fills, FILL_FIELDS, FILL_DEFAULTS))]
         except (KeyError, TypeError) as exc:
             raise input_error(self.store, "Fill", exc) from exc
         if not rows:
@@ -364,8 +365,9 @@ class PostgresOrders(SinkBase):
         )
 
     async def positions(self) -> list[dict[str, Any]]:
-        """Every symbol's position after its newest fill, by symbol (replica); ``ts_us`` is that fill's."""
-        return await self._fetch("positions", f"{SELECT_POSITIONS} ORDER BY symbol")
+        """Every book's position after its newest fill, by symbol and timeframe (replica); ``ts_us`` is that
+        fill's."""
+        return await self._fetch("positions", f"{SELECT_POSITIONS} ORDER BY symbol, timeframe")
 
     async def bars(
         self,

@@ -11,6 +11,7 @@ import datetime as dt
 
 __all__ = [
     "BAR_FIELDS",
+    "FILL_DEFAULTS",
     "FILL_FIELDS",
     "INSERT_BARS",
     "INSERT_FILLS",
@@ -53,10 +54,12 @@ STAGING = (
         inference_us bigint, publish_us bigint) ON COMMIT DELETE ROWS""",
     """CREATE TEMP TABLE IF NOT EXISTS _in_orders (
         order_id text, signal_id text, symbol text, side text, quantity float8, ref_price float8, status text,
-        reason text, source text, ts_us bigint, ingest_us bigint, signal_us bigint) ON COMMIT DELETE ROWS""",
+        reason text, source text, ts_us bigint, ingest_us bigint, signal_us bigint, timeframe text)
+        ON COMMIT DELETE ROWS""",
     """CREATE TEMP TABLE IF NOT EXISTS _in_fills (
         ord integer, fill_id text, order_id text, symbol text, side text, quantity float8, price float8,
-        ts_us bigint, position float8, avg_price float8, realized_pnl float8) ON COMMIT DELETE ROWS""",
+        ts_us bigint, position float8, avg_price float8, realized_pnl float8, timeframe text)
+        ON COMMIT DELETE ROWS""",
     """CREATE TEMP TABLE IF NOT EXISTS _in_bars (
         bar_id text, symbol text, timeframe text, start_us bigint, open float8, high float8, low float8,
         close float8, volume float8, vwap float8, trades integer, first_seq bigint, last_seq bigint,
@@ -93,8 +96,10 @@ ORDER_FIELDS = (
     "ts_us",
     "ingest_us",
     "signal_us",
+    "timeframe",
 )
-ORDER_DEFAULTS = {"signal_id": "", "reason": "", "source": "signal", "ingest_us": 0, "signal_us": 0}
+ORDER_DEFAULTS = {"signal_id": "", "reason": "", "source": "signal", "ingest_us": 0, "signal_us": 0,
+                  "timeframe": ""}  # fmt: skip
 FILL_FIELDS = (
     "fill_id",
     "order_id",
@@ -106,7 +111,9 @@ FILL_FIELDS = (
     "position",
     "avg_price",
     "realized_pnl",
+    "timeframe",
 )
+FILL_DEFAULTS = {"timeframe": ""}
 
 INSERT_SIGNALS = f"""
 INSERT INTO signals (signal_id, symbol, timeframe, start, action, score, price, model_version, inference_path,
@@ -125,28 +132,30 @@ WITH new AS (
     RETURNING order_id, ts
 )
 INSERT INTO orders (order_id, signal_id, symbol, side, quantity, ref_price, status, reason, source, ts,
-                    ingest_us, signal_us)
+                    ingest_us, signal_us, timeframe)
 SELECT DISTINCT ON (i.order_id) i.order_id, i.signal_id, i.symbol, i.side, i.quantity, i.ref_price, i.status,
-       i.reason, i.source, new.ts, i.ingest_us, i.signal_us
+       i.reason, i.source, new.ts, i.ingest_us, i.signal_us, i.timeframe
 FROM _in_orders i JOIN new USING (order_id)
 ORDER BY i.order_id
 """
 
 INSERT_FILLS = f"""
-INSERT INTO fills (fill_id, order_id, symbol, side, quantity, price, ts, position, avg_price, realized_pnl)
-SELECT fill_id, order_id, symbol, side, quantity, price, {ts_sql("ts_us")}, position, avg_price, realized_pnl
+INSERT INTO fills (fill_id, order_id, symbol, side, quantity, price, ts, position, avg_price, realized_pnl,
+                   timeframe)
+SELECT fill_id, order_id, symbol, side, quantity, price, {ts_sql("ts_us")}, position, avg_price, realized_pnl,
+       timeframe
 FROM _in_fills
 ON CONFLICT (fill_id) DO NOTHING
 """
 
 UPSERT_POSITIONS = f"""
 INSERT INTO positions AS p
-    (symbol, quantity, avg_price, realized_pnl, last_price, updated_at, fill_id, order_id)
-SELECT DISTINCT ON (symbol)
-    symbol, position, avg_price, realized_pnl, price, {ts_sql("ts_us")}, fill_id, order_id
+    (symbol, timeframe, quantity, avg_price, realized_pnl, last_price, updated_at, fill_id, order_id)
+SELECT DISTINCT ON (symbol, timeframe)
+    symbol, timeframe, position, avg_price, realized_pnl, price, {ts_sql("ts_us")}, fill_id, order_id
 FROM _in_fills
-ORDER BY symbol, ts_us DESC, ord DESC
-ON CONFLICT (symbol) DO UPDATE SET
+ORDER BY symbol, timeframe, ts_us DESC, ord DESC
+ON CONFLICT (symbol, timeframe) DO UPDATE SET
     quantity = EXCLUDED.quantity, avg_price = EXCLUDED.avg_price, realized_pnl = EXCLUDED.realized_pnl,
     last_price = EXCLUDED.last_price, updated_at = EXCLUDED.updated_at, fill_id = EXCLUDED.fill_id,
     order_id = EXCLUDED.order_id
@@ -155,11 +164,11 @@ WHERE p.updated_at <= EXCLUDED.updated_at
 
 SELECT_ORDERS = (
     "SELECT order_id, signal_id, symbol, side, quantity, ref_price, status, reason, source, "
-    f"{us_sql('ts')} AS ts_us, ingest_us, signal_us FROM orders"
+    f"{us_sql('ts')} AS ts_us, ingest_us, signal_us, timeframe FROM orders"
 )
 SELECT_FILLS = (
     "SELECT fill_id, order_id, symbol, side, quantity, price, "
-    f"{us_sql('ts')} AS ts_us, position, avg_price, realized_pnl FROM fills"
+    f"{us_sql('ts')} AS ts_us, position, avg_price, realized_pnl, timeframe FROM fills"
 )
 SELECT_SIGNALS = (
     "SELECT signal_id, symbol, timeframe, "
@@ -167,7 +176,7 @@ SELECT_SIGNALS = (
     "close_us, indicator_us, inference_us, publish_us FROM signals"
 )
 SELECT_POSITIONS = (
-    "SELECT symbol, quantity, avg_price, realized_pnl, last_price, "
+    "SELECT symbol, timeframe, quantity, avg_price, realized_pnl, last_price, "
     f"{us_sql('updated_at')} AS ts_us, fill_id, order_id FROM positions"
 )
 

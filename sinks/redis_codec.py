@@ -48,6 +48,7 @@ BAR_MEMBER_FIELDS: tuple[str, ...] = (
 
 POSITION_KINDS: dict[str, Kind] = {
     "symbol": "str",
+    "timeframe": "str",
     "quantity": "float",
     "avg_price": "float",
     "realized_pnl": "float",

@@ -8,8 +8,9 @@ Key layout (``P`` = key prefix, default ``sp``; ``{SYM}`` is a hash tag, so one 
     P:{SYM}:price       hash        symbol, price (close of the newest bar), ts_us (its end), timeframe
     P:{SYM}:ind:<tf>    hash        the newest IndicatorSnapshot of the symbol and timeframe
     P:{SYM}:signal      hash        the newest Signal of the symbol (any timeframe), by start_us
-    P:{SYM}:position    hash        symbol, quantity, avg_price, realized_pnl, last_price, ts_us, fill_id,
-                                    order_id (the position after the symbol's newest fill)
+    P:{SYM}:position:<tf> hash      symbol, timeframe, quantity, avg_price, realized_pnl, last_price, ts_us,
+                                    fill_id, order_id (the position after the newest fill of the book: each
+                                    signal timeframe trades its own book; a symbol's net is their sum)
     P:{SYM}:chart:<tf>  hash        cached chart responses of the API (:class:`~sinks.redis_cache.ChartCache`)
     P:symbols           sorted set  every symbol written; score = newest start_us/ts_us seen (ZADD GT)
 
@@ -35,6 +36,7 @@ is re-sent (safe: every write is idempotent).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,9 +140,9 @@ class RedisHotState(SinkBase):
         """``P:{SYM}:signal``"""
         return self._key(symbol, "signal")
 
-    def position_key(self, symbol: str) -> str:
-        """``P:{SYM}:position``"""
-        return self._key(symbol, "position")
+    def position_key(self, symbol: str, timeframe: str) -> str:
+        """``P:{SYM}:position:<tf>``"""
+        return self._key(symbol, "position", timeframe)
 
     @property
     def symbols_key(self) -> str:
@@ -352,14 +354,15 @@ class RedisHotState(SinkBase):
         )
 
     async def write_positions(self, fills: Iterable[Record]) -> int:
-        """Keep the position after the newest ``Fill`` per symbol (by ``ts_us``; a fill carries the position,
-        average price and realized PnL after it)."""
+        """Keep the position after the newest ``Fill`` per book (symbol, timeframe; by ``ts_us``: a fill
+        carries its book's position, average price and realized PnL after it)."""
         rows: list[dict[str, Any]] = []
         try:
             for f in fills:
                 rows.append(
                     {
                         "symbol": f["symbol"],
+                        "timeframe": str(f.get("timeframe", "")),
                         "quantity": float(f["position"]),
                         "avg_price": float(f["avg_price"]),
                         "realized_pnl": float(f["realized_pnl"]),
@@ -376,7 +379,7 @@ class RedisHotState(SinkBase):
             "write_positions",
             "Fill",
             rows,
-            lambda r: self.position_key(r["symbol"]),
+            lambda r: self.position_key(r["symbol"], r["timeframe"]),
             "ts_us",
             lambda _: default,
         )
@@ -447,6 +450,12 @@ class RedisHotState(SinkBase):
         or None once the price TTL has passed (1 s while the market is open, 60 s when closed)."""
         return await self._hash("price", self.price_key(symbol), _PRICE_KINDS)
 
-    async def position(self, symbol: str) -> dict[str, Any] | None:
-        """The position after the newest fill of ``symbol``, or None (keys as in ``POSITION_KINDS``)."""
-        return await self._hash("position", self.position_key(symbol), POSITION_KINDS)
+    async def position(self, symbol: str, timeframe: str) -> dict[str, Any] | None:
+        """The position of the book (``symbol``, ``timeframe``) after its newest fill, or None (keys as in
+        ``POSITION_KINDS``)."""
+        return await self._hash("position", self.position_key(symbol, timeframe), POSITION_KINDS)
+
+    async def net_position(self, symbol: str, timeframes: Sequence[str]) -> float:
+        """The sum of the positions of ``symbol``'s books in ``timeframes`` (0 for a book with none)."""
+        books = await asyncio.gather(*(self.position(symbol, tf) for tf in timeframes))
+        return sum(float(b["quantity"]) for b in books if b)

@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from streams.config import get_settings
+from streams.apps.checkpointing import PartitionCountError
+from streams.config import Settings, get_settings
 
 app = typer.Typer(
     help="StockPulse Stream: market data -> bars -> indicators -> ML signals -> orders.",
@@ -120,6 +121,7 @@ def feed(
 
     _logging()
     settings = get_settings()
+    _check_topics(settings)
     serve_metrics(settings.metrics_port)
     try:
         stats = FeedHandler(settings).run(idle_exit_s=idle_exit)
@@ -129,6 +131,16 @@ def feed(
         f"feed: consumed {stats.consumed}, valid {stats.valid}, dead-lettered {stats.dead_lettered} "
         f"{stats.by_reason or ''}, batches {stats.batches}"
     )
+
+
+def _check_topics(settings: Settings) -> None:
+    """Refuse to start on topics whose partition counts disagree with the settings."""
+    from streams.kafka import BrokerError, check_partitions
+
+    try:
+        check_partitions(settings)
+    except BrokerError as exc:
+        _fail(str(exc))
 
 
 def _progress() -> Progress:
@@ -166,6 +178,12 @@ def replay(
     copies: int = typer.Option(
         1, min=1, help="Replay as this many symbols (SYMBOL.1, SYMBOL.2, ...) to scale up."
     ),
+    end: bool = typer.Option(
+        True,
+        "--end/--no-end",
+        help="At the end, send EndOfStream for the replayed symbols so their last bars close (--no-end: "
+        "more input follows, e.g. another file of the same symbols).",
+    ),
 ) -> None:
     """Replay a real recording into ticks.raw."""
     from streams.sources.producer import TickProducer
@@ -185,8 +203,11 @@ def replay(
     with _progress() as bar:
         task = bar.add_task(f"replay {file.name}", total=len(ts))
         result = producer.send(names, idx, ts, price, size, _speed(speed), lambda k: bar.advance(task, k))
+    if end:
+        producer.end_of_stream(names)
     console.print(
         f"sent {result.sent} ticks for {len(names)} symbol(s) in {result.seconds:.2f}s ({result.rate:,.0f}/s)"
+        + ("; end of stream sent: their last bars close now" if end else "")
     )
 
 
@@ -229,7 +250,11 @@ def worker(service: str = typer.Argument(..., help="Service to run: price, signa
     if service not in SERVICES:
         _fail(f"unknown service {service!r}; choose one of {sorted(SERVICES)}")
     _logging()
-    run_service(service)
+    _check_topics(get_settings())
+    try:
+        run_service(service)
+    except PartitionCountError as exc:
+        _fail(str(exc))
 
 
 @app.command()

@@ -28,6 +28,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from processors.event_time import EventTimePolicy
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -111,6 +113,15 @@ class TopicSettings(_Frozen):
 
     def indicators(self, timeframe: str) -> str:
         return f"{self.indicators_prefix}.{timeframe}"
+
+    def partition_settings(self) -> dict[str, str]:
+        """Topic -> the setting (after ``STOCKPULSE_TOPICS__``) that sets its partition count."""
+        out = {self.ticks_raw: "TICK_PARTITIONS", self.ticks: "TICK_PARTITIONS",
+               self.signals: "SIGNAL_PARTITIONS", self.orders: "ORDER_PARTITIONS",
+               self.fills: "ORDER_PARTITIONS", self.dead_letter: "DEAD_LETTER_PARTITIONS"}  # fmt: skip
+        for tf in self.timeframes:
+            out[self.bars(tf)] = out[self.indicators(tf)] = "BAR_PARTITIONS"
+        return out
 
     def all_topics(self) -> dict[str, int]:
         """Every topic the pipeline uses with its partition count."""
@@ -231,15 +242,55 @@ class FeedSettings(_Frozen):
     consume_batch: int = Field(5000, ge=1, le=100_000, description="messages taken per consume call")
 
 
+class EventTimeSettings(_Frozen):
+    """When bars close and when a tick is late (:mod:`processors.event_time`; README "Event time").
+
+    A bar closes once its symbol's event time passes its end by ``allowed_lateness_ms``; for live symbols the
+    feed's watermark (its clock minus ``max_delay_ms``, sent every ``watermark_interval_ms``) advances that
+    event time even when the symbol does not trade."""
+
+    mode: Literal["auto", "live", "replay"] = Field(
+        "auto",
+        description="auto: a symbol is live when its newest tick is within live_window_s of the feed's "
+        "clock; live: every symbol follows the feed's watermarks; replay: only the symbols' own ticks close "
+        "bars",
+    )
+    max_delay_ms: int = Field(
+        250,
+        ge=0,
+        le=3_600_000,
+        description="how long after its timestamp a live tick may reach the feed and still count; a quiet "
+        "live bar closes this long after its end (watch stockpulse_tick_delay_seconds to choose it)",
+    )
+    allowed_lateness_ms: int = Field(
+        0,
+        ge=0,
+        le=86_400_000,
+        description="how far a symbol's event time must pass a bar's end before the bar closes: ticks of a "
+        "symbol may arrive this much out of order and still count",
+    )
+    live_window_s: float = Field(
+        60.0, ge=0, description="mode auto: ticks older than this when the feed reads them are a replay"
+    )
+    watermark_interval_ms: int = Field(
+        100, ge=1, le=60_000, description="how often the feed sends a watermark on a partition with live bars"
+    )
+
+    def policy(self) -> EventTimePolicy:
+        """The pure-code policy these settings describe."""
+        return EventTimePolicy(
+            mode=self.mode,
+            allowed_lateness_us=self.allowed_lateness_ms * 1000,
+            max_delay_us=self.max_delay_ms * 1000,
+            live_window_us=int(self.live_window_s * 1e6),
+            watermark_interval_us=self.watermark_interval_ms * 1000,
+        )
+
+
 class PriceSettings(_Frozen):
     """The price service: bars and indicators."""
 
     checkpoint_s: float = Field(1.0, gt=0, description="how often state and offsets are checkpointed")
-    idle_flush_s: float = Field(
-        2.0,
-        ge=0,
-        description="close a partition's open bars after this many seconds without ticks (0 = never)",
-    )
 
 
 class SignalSettings(_Frozen):
@@ -363,6 +414,7 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     triton: TritonSettings = TritonSettings()
     feed: FeedSettings = FeedSettings()
+    event_time: EventTimeSettings = EventTimeSettings()
     price: PriceSettings = PriceSettings()
     signal: SignalSettings = SignalSettings()
     order: OrderSettings = OrderSettings()

@@ -10,6 +10,7 @@ order and sink services as separate processes (as in production) -> replay of th
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -39,13 +40,18 @@ DEFAULT_FILES = (
     "binance_btcusdt_trades.parquet",
 )
 SERVICES = ("feed", "price", "signal", "order", "sink")
+_PARTITION_FIELDS = ("tick_partitions", "bar_partitions", "signal_partitions", "order_partitions")
 DEMO_TS = 1_577_898_000_000_000
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment variables that make a child process see the same (run-specific) settings."""
+    """The environment variables that make a child process see the same (run-specific) settings: topic
+    names, partition counts and timeframes, consumer groups and store namespaces."""
     t = settings.topics
     return {
+        **{f"STOCKPULSE_TOPICS__{k.upper()}": str(getattr(t, k)) for k in _PARTITION_FIELDS},
+        "STOCKPULSE_TOPICS__TIMEFRAMES": json.dumps(list(t.timeframes)),
+        "STOCKPULSE_SIGNAL__TIMEFRAMES": json.dumps(list(settings.signal.timeframes)),
         "STOCKPULSE_TOPICS__TICKS_RAW": t.ticks_raw,
         "STOCKPULSE_TOPICS__TICKS": t.ticks,
         "STOCKPULSE_TOPICS__BARS_PREFIX": t.bars_prefix,
@@ -254,6 +260,7 @@ def run_demo(settings: Settings, files: list[Path] | None, timeout: float, conso
         for f in files or [settings.data_dir / name for name in DEFAULT_FILES]:
             rec = load_recording(f)
             r = producer.send([rec.symbol], np.zeros(len(rec), np.int32), rec.ts_us, rec.price, rec.size)
+            producer.end_of_stream([rec.symbol])  # the replay ends: its last bars close now
             per_file.append((f.name, rec.symbol, r.sent))
         for value, _ in bad:
             producer.send_raw(value, b"EURUSD")

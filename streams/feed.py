@@ -6,6 +6,15 @@ dead-letter topic with the reason, assigns per-symbol gap-free sequence numbers,
 ``TickBatch`` messages to ``ticks``: one batch per output partition (the symbol's murmur2 partition), cut at
 ``batch_max_ticks`` ticks or ``batch_max_ms`` milliseconds.
 
+Event time (:mod:`processors.event_time`): an ``EndOfStream`` message (Avro, or JSON ``{"symbol": ...,
+"end_of_stream": true}``) ends a symbol's input: the batch with its last ticks is cut at once and names it in
+``closed_symbols``. While a ``ticks`` partition may hold open live bars, and only when the last consume call
+drained the input (everything read so far is in published batches), the feed sends that partition its
+watermark (its clock minus ``event_time.max_delay_ms``) every ``event_time.watermark_interval_ms``: on the
+partition's open batch, or as a batch with no ticks. With several feed processes, producers must partition
+``ticks.raw`` by symbol with murmur2 (the Java client's default), so that one feed writes each ``ticks``
+partition and its watermark covers every tick there.
+
 Delivery: at-least-once with deterministic identities. The per-symbol sequencers and the next offset of every
 input partition are checkpointed in PostgreSQL after the producer has flushed (outputs acknowledged), so a
 crash re-reads at most the inputs after the last checkpoint and re-assigns them the same sequence numbers;
@@ -24,13 +33,15 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, TopicPartition
 
-from processors.ticks import Sequencer, TickBatchBuilder, TickLimits, check_tick, partition_for
-from schemas.serde import AvroSerde, WireFormatError
+from processors.event_time import WatermarkSchedule
+from processors.price_state import parse_timeframe
+from processors.ticks import FeedState, TickBatchBuilder, TickLimits, check_tick, partition_for
+from schemas.serde import AvroSerde, WireFormatError, value_header
 from sinks.checkpoints import Checkpoint, SyncCheckpointStore
 from streams import kafka
 from streams.config import Settings
 from streams.deadletter import DeadLetterEncoder
-from streams.metrics import CHECKPOINTS, DEAD_LETTERS, MESSAGES, TICKS
+from streams.metrics import CHECKPOINTS, DEAD_LETTERS, MESSAGES, TICK_DELAY, TICKS, WATERMARKS
 
 log = logging.getLogger("stockpulse.feed")
 SERVICE = "feed"
@@ -57,18 +68,39 @@ class FeedStats:
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class EndOfStream:
+    """A producer ended the input of ``symbol`` (e.g. the end of a replay)."""
+
+    symbol: str
+
+
 class TickDecoder:
-    """Decodes a raw message into (symbol, ts_us, price, size) or raises InvalidTick."""
+    """Decodes a raw message into (symbol, ts_us, price, size) or an :class:`EndOfStream`, or raises
+    InvalidTick."""
 
     def __init__(self, limits: TickLimits) -> None:
         self._avro = AvroSerde.for_record("Tick")
+        self._eos = AvroSerde.for_record("EndOfStream")
+        self._eos_header = value_header(self._eos.schema_id)
         self._limits = limits
 
-    def decode(self, value: bytes | None) -> tuple[str, int, float, float]:
+    def _end_of_stream(self, symbol: object) -> EndOfStream:
+        if not isinstance(symbol, str) or not self._limits.symbol_ok(symbol):
+            problem = check_tick(symbol, 0, 1.0, 0.0, self._limits)
+            raise InvalidTick(*(problem or ("invalid_symbol", f"end of stream for {symbol!r}")))
+        return EndOfStream(symbol)
+
+    def decode(self, value: bytes | None) -> tuple[str, int, float, float] | EndOfStream:
         if not value:
             raise InvalidTick("corrupt_payload", "empty message; send an Avro Tick or a JSON object")
         first = value[0]
         if first == 0:
+            if value[:5] == self._eos_header:
+                try:
+                    return self._end_of_stream(self._eos.decode(value)["symbol"])
+                except WireFormatError as exc:
+                    raise InvalidTick(exc.reason_code, exc.reason) from None
             try:
                 rec = self._avro.decode(value)
             except WireFormatError as exc:
@@ -81,6 +113,8 @@ class TickDecoder:
                 raise InvalidTick(
                     "corrupt_payload", f"invalid JSON ({exc}); send one JSON object per tick"
                 ) from None
+            if isinstance(rec, dict) and rec.get("end_of_stream") is True and "price" not in rec:
+                return self._end_of_stream(rec.get("symbol"))
             if not isinstance(rec, dict) or "symbol" not in rec or "price" not in rec or "ts_us" not in rec:
                 raise InvalidTick(
                     "missing_field", 'a JSON tick needs "symbol", "ts_us" and "price" (and optionally "size")'
@@ -117,11 +151,18 @@ class FeedHandler:
             settings, self.group_id, **{"isolation.level": "read_uncommitted", "fetch.wait.max.ms": 5}
         )
         self._producer = kafka.producer(settings)
-        self._seq: dict[int, Sequencer] = {}
+        self._state: dict[int, FeedState] = {}
         self._next_offset: dict[int, int] = {}
         self._dirty: set[int] = set()
         self._builders: dict[int, TickBatchBuilder] = {}
         self._batch_started = 0.0
+        self.policy = settings.event_time.policy()
+        longest = max(parse_timeframe(tf) for tf in self.topics.timeframes)
+        p = self.policy
+        self.watermarks = WatermarkSchedule(
+            hold_us=longest + p.max_delay_us + p.allowed_lateness_us + p.watermark_interval_us,
+            interval_us=p.watermark_interval_us,
+        )
         self._last_checkpoint = time.monotonic()
         self._delivery_errors: list[str] = []
         self._running = True
@@ -133,13 +174,17 @@ class FeedHandler:
         parts = [tp.partition for tp in partitions]
         topic = self.topics.ticks_raw
         saved = self._store.load(self.group_id, [topic], parts)
+        now = _now_us()
         for tp in partitions:
             cp = saved.get((topic, tp.partition))
             if cp is not None:
                 tp.offset = cp.next_offset
-                self._seq[tp.partition] = Sequencer.from_bytes(cp.state)
+                state = self._state[tp.partition] = FeedState.from_bytes(cp.state)
+                # live bars routed before a restart still need their watermarks
+                recent = [out for out, at in state.live_outs.items() if now - at < self.watermarks.hold_us]
+                self.watermarks.cover(recent, now)
             else:
-                self._seq[tp.partition] = Sequencer()
+                self._state[tp.partition] = FeedState()
         log.info("assigned %s (restored %d checkpoints)", parts, len(saved))
         self._assigned_at = time.monotonic()
         consumer.assign(partitions)
@@ -147,7 +192,7 @@ class FeedHandler:
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self.checkpoint(force=True)
         for tp in partitions:
-            self._seq.pop(tp.partition, None)
+            self._state.pop(tp.partition, None)
             self._next_offset.pop(tp.partition, None)
             self._dirty.discard(tp.partition)
         consumer.unassign()
@@ -177,6 +222,12 @@ class FeedHandler:
         decode = self.decoder.decode
         n_out = self.topics.tick_partitions
         max_ticks = self.settings.feed.batch_max_ticks
+        mode = self.policy.mode
+        live_from = (
+            now - self.policy.live_window_us if mode == "auto" else (-(2**63) if mode == "live" else 2**63)
+        )
+        live_parts: set[tuple[int, int]] = set()  # (input partition, output partition) of live ticks
+        oldest_live = now
         valid = 0
         for msg in msgs:
             err = msg.error()
@@ -191,31 +242,70 @@ class FeedHandler:
             self._next_offset[part] = offset + 1
             self._dirty.add(part)
             try:
-                symbol, ts, price, size = decode(msg.value())
+                decoded = decode(msg.value())
             except InvalidTick as exc:
                 self._dead_letter(msg, exc.reason_code, exc.reason)
                 continue
-            seq = self._seq[part].next(symbol)
+            if isinstance(decoded, EndOfStream):
+                out = partition_for(decoded.symbol, n_out)
+                builder = self._builder(out, part, offset)
+                builder.closed.append(decoded.symbol)
+                self._publish(out, builder)  # cut here: ticks after it belong to a new input
+                del self._builders[out]
+                continue
+            symbol, ts, price, size = decoded
+            seq = self._state[part].sequencer.next(symbol)
             out = partition_for(symbol, n_out)
-            builder = self._builders.get(out)
-            if builder is None:
-                builder = self._builders[out] = TickBatchBuilder()
-                builder.source_partition, builder.first_offset = part, offset
-                if not self._batch_started:
-                    self._batch_started = time.monotonic()
+            builder = self._builder(out, part, offset)
             builder.add(symbol, ts, price, size, seq, now)
+            if ts >= live_from:
+                live_parts.add((part, out))
+                oldest_live = min(oldest_live, ts)
             valid += 1
             if len(builder) >= max_ticks:
                 self._publish(out, builder)
                 del self._builders[out]
+        for part, out in live_parts:
+            self.watermarks.live_tick(out, now)
+            self._state[part].live_outs[out] = now
+        if live_parts:
+            TICK_DELAY.observe(max(0, now - oldest_live) / 1e6)
         self.last_process_end = time.perf_counter()
         self.stats.consumed += len(msgs)
         self.stats.valid += valid
         TICKS.labels(SERVICE).inc(valid)
         MESSAGES.labels(SERVICE, self.topics.ticks_raw, "in").inc(len(msgs))
 
+    def _builder(self, out: int, part: int, offset: int) -> TickBatchBuilder:
+        builder = self._builders.get(out)
+        if builder is None:
+            builder = self._builders[out] = TickBatchBuilder()
+            builder.source_partition, builder.first_offset = part, offset
+            if not self._batch_started:
+                self._batch_started = time.monotonic()
+        return builder
+
+    def send_watermarks(self) -> None:
+        """Call only when everything consumed so far is in batches: the watermark of each partition that may
+        hold open live bars goes on its open batch (published now) or on a batch of its own."""
+        now = _now_us()
+        due = self.watermarks.due(now)
+        if not due:
+            return
+        watermark = self.policy.watermark(now)
+        for out in due:
+            builder = self._builders.pop(out, None) or TickBatchBuilder()
+            builder.watermark_us = watermark
+            self._publish(out, builder)
+        if not self._builders:
+            self._batch_started = 0.0
+        WATERMARKS.labels(SERVICE).inc(len(due))
+
     def _publish(self, out: int, builder: TickBatchBuilder) -> None:
-        batch_id = f"{self.group_id}:{builder.source_partition}@{builder.first_offset}>{out}"
+        if builder.first_offset >= 0:
+            batch_id = f"{self.group_id}:{builder.source_partition}@{builder.first_offset}>{out}"
+        else:  # a watermark alone
+            batch_id = f"{self.group_id}:watermark@{builder.watermark_us}>{out}"
         value = self.batch_serde.encode(builder.record(batch_id, _now_us()))
         self._producer.produce(self.topics.ticks, value, partition=out, on_delivery=self._on_delivery)
         self.stats.batches += 1
@@ -247,7 +337,7 @@ class FeedHandler:
         topic = self.topics.ticks_raw
         self._store.save(
             self.group_id,
-            {(topic, p): Checkpoint(self._next_offset[p], self._seq[p].to_bytes()) for p in parts},
+            {(topic, p): Checkpoint(self._next_offset[p], self._state[p].to_bytes()) for p in parts},
         )
         self._consumer.commit(
             offsets=[TopicPartition(self.topics.ticks_raw, p, self._next_offset[p]) for p in parts],
@@ -283,6 +373,8 @@ class FeedHandler:
                     and time.monotonic() - max(last_input, self._assigned_at) > idle_exit_s
                 ):
                     break
+                if len(msgs) < take:  # drained what the broker had: a watermark cannot overtake a tick
+                    self.send_watermarks()
                 if self._batch_started and time.monotonic() - self._batch_started >= max_ms:
                     self.flush_batches()
                 self.checkpoint()

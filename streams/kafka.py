@@ -62,6 +62,28 @@ def list_topics(settings: Settings, timeout: float = 5.0) -> dict[str, int]:
     return {name: len(t.partitions) for name, t in md.topics.items() if not name.startswith("__")}
 
 
+def check_partitions(
+    settings: Settings, existing: dict[str, int] | None = None, timeout: float = 10.0
+) -> None:
+    """Refuse a topic that exists with another partition count than the settings give it: every producer
+    and service computes a symbol's partition from the settings' count (murmur2), so they would disagree.
+    Services call this at start; topics not created yet are skipped."""
+    wanted = settings.topics.all_topics()
+    found = list_topics(settings, timeout) if existing is None else existing
+    names = settings.topics.partition_settings()
+    mismatched = {t: (found[t], n) for t, n in wanted.items() if t in found and found[t] != n}
+    if mismatched:
+        detail = "; ".join(
+            f"topic {t} has {have} partitions, but STOCKPULSE_TOPICS__{names.get(t, '*_PARTITIONS')} "
+            f"is {want}"
+            for t, (have, want) in mismatched.items()
+        )
+        raise BrokerError(
+            f"{detail}. Partition counts are final: set the setting to the topic's count, or delete and "
+            "recreate the topic with `stockpulse topics create`"
+        )
+
+
 def create_topics(settings: Settings, timeout: float = 15.0) -> dict[str, str]:
     """Create every pipeline topic with its final partition count; existing topics are left alone.
 
@@ -71,15 +93,7 @@ def create_topics(settings: Settings, timeout: float = 15.0) -> dict[str, str]:
     wanted = settings.topics.all_topics()
     existing = list_topics(settings, timeout)
     result: dict[str, str] = {}
-    mismatched = {t: (existing[t], n) for t, n in wanted.items() if t in existing and existing[t] != n}
-    if mismatched:
-        detail = ", ".join(
-            f"{t} has {have} partitions, settings say {want}" for t, (have, want) in mismatched.items()
-        )
-        raise BrokerError(
-            f"{detail}. Partition counts are final: delete and recreate the topic, or set the matching "
-            "STOCKPULSE_TOPICS__*_PARTITIONS"
-        )
+    check_partitions(settings, existing)
     new = [
         NewTopic(t, num_partitions=n, replication_factor=settings.topics.replication_factor)
         for t, n in wanted.items()

@@ -62,6 +62,20 @@ INFERENCE_BATCH = Histogram(
     ["path"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
+LATE_TICKS = Counter(
+    "stockpulse_late_ticks",
+    "Ticks that came after their bar had closed (dead-lettered as late_tick), per bar timeframe",
+    ["timeframe"],
+)
+WATERMARKS = Counter(
+    "stockpulse_watermarks", "Watermarks the feed sent, and the price service received", ["service"]
+)
+TICK_DELAY = Histogram(
+    "stockpulse_tick_delay_seconds",
+    "Per consumed batch, the largest delay (feed clock minus tick time) of its live ticks: choose "
+    "STOCKPULSE_EVENT_TIME__MAX_DELAY_MS above this",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 SINK_ROWS = Counter("stockpulse_sink_rows", "Rows written to a store", ["sink", "table"])
 SINK_LATENCY = Histogram(
     "stockpulse_sink_write_seconds",

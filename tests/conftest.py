@@ -26,9 +26,6 @@ def stack_settings() -> Settings:
     return settings
 
 
-# Bars of a quiet partition are closed by the idle flush. A killed feed is replaced only after the consumer
-# group notices (session timeout), so the flush waits longer than that in every run compared here.
-ENV = {"STOCKPULSE_PRICE__IDLE_FLUSH_S": "20"}
 ANALYST_QUERIES = Path(__file__).resolve().parents[1] / "docs" / "analyst-queries.sql"
 BAD = [
     b"\x00\x00\x00\x00\x09 truncated",
@@ -47,12 +44,10 @@ def ticks(stack_settings: Settings) -> Ticks:
 @pytest.fixture(scope="session")
 def clean(stack_settings: Settings, ticks: Ticks) -> dict[str, Any]:
     """A clean run: every service up for the whole replay, plus three bad messages."""
-    with pipeline(stack_settings, "clean", ENV) as run:
+    with pipeline(stack_settings, "clean") as run:
         run.start()
         run.send(ticks)
-        for value in BAD:
-            run.producer.send_raw(value, b"EURUSD")
-        run.producer.flush()
+        run.finish(ticks, BAD)
         run.wait_for(lambda c: c["ticks"] > 0)  # the first ticks are stored; the rest are on their way
         sql = _stockpulse_sql(run, "--format", "json", "SELECT count() AS n FROM ticks FINAL")
         counts = run.wait_settled(len(ticks))

@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS orders (
     ts          timestamptz      NOT NULL,
     ingest_us   bigint           NOT NULL DEFAULT 0,
     signal_us   bigint           NOT NULL DEFAULT 0,
+    timeframe   text             NOT NULL DEFAULT '',
     inserted_at timestamptz      NOT NULL DEFAULT now(),
     PRIMARY KEY (order_id, ts)
 ) PARTITION BY RANGE (ts);
@@ -64,22 +65,44 @@ CREATE TABLE IF NOT EXISTS fills (
     position     double precision NOT NULL,
     avg_price    double precision NOT NULL,
     realized_pnl double precision NOT NULL,
+    timeframe    text             NOT NULL DEFAULT '',
     inserted_at  timestamptz      NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS fills_symbol_ts ON fills (symbol, ts DESC);
 CREATE INDEX IF NOT EXISTS fills_order_id ON fills (order_id);
 
--- The position after the newest fill per symbol; upserted only forward in time (updated_at = fill ts).
+-- The position after the newest fill per book (symbol, signal timeframe: each timeframe trades its own book);
+-- upserted only forward in time (updated_at = fill ts). A symbol's net position is the sum of its books.
 CREATE TABLE IF NOT EXISTS positions (
-    symbol       text             PRIMARY KEY,
+    symbol       text             NOT NULL,
+    timeframe    text             NOT NULL DEFAULT '',
     quantity     double precision NOT NULL,
     avg_price    double precision NOT NULL,
     realized_pnl double precision NOT NULL,
     last_price   double precision NOT NULL,
     updated_at   timestamptz      NOT NULL,
     fill_id      text             NOT NULL,
-    order_id     text             NOT NULL
+    order_id     text             NOT NULL,
+    CONSTRAINT positions_pkey PRIMARY KEY (symbol, timeframe)
 );
+
+-- Upgrades of a schema created before books were per (symbol, timeframe) (idempotent).
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS timeframe text NOT NULL DEFAULT '';
+ALTER TABLE fills ADD COLUMN IF NOT EXISTS timeframe text NOT NULL DEFAULT '';
+ALTER TABLE positions ADD COLUMN IF NOT EXISTS timeframe text NOT NULL DEFAULT '';
+DO $$
+BEGIN
+    IF (SELECT array_length(conkey, 1) FROM pg_constraint
+        WHERE conrelid = 'positions'::regclass AND contype = 'p') = 1 THEN
+        ALTER TABLE positions DROP CONSTRAINT positions_pkey;
+        ALTER TABLE positions ADD CONSTRAINT positions_pkey PRIMARY KEY (symbol, timeframe);
+    END IF;
+    IF to_regclass('daily_performance') IS NOT NULL THEN  -- (nested: AND does not short-circuit here)
+        IF position('timeframe' IN pg_get_viewdef(to_regclass('daily_performance'))) = 0 THEN
+            DROP MATERIALIZED VIEW daily_performance;
+        END IF;
+    END IF;
+END $$;
 
 -- Historical bars (every closed bar of every timeframe the sink service writes), for the API's chart reads
 -- on the replica when Redis misses. Range-partitioned by bar start: monthly partitions
@@ -107,9 +130,9 @@ CREATE TABLE IF NOT EXISTS historical_data (
     CONSTRAINT historical_data_pkey PRIMARY KEY (symbol, timeframe, start)
 ) PARTITION BY RANGE (start);
 
--- Realized performance per symbol and UTC day, from fills. A fill's `realized_pnl` is the symbol's
--- cumulative realized PnL after it, so the profit a fill realized is the change since the symbol's previous
--- fill (ordered by ts, fill_id; the first stored fill counts its whole realized_pnl). trades = fills;
+-- Realized performance per symbol and UTC day, from fills (all books of the symbol). A fill's `realized_pnl`
+-- is its book's cumulative realized PnL after it, so the profit a fill realized is the change since the
+-- book's previous fill (ordered by ts, fill_id; the first stored fill counts its whole realized_pnl). trades = fills;
 -- closing_trades = fills that realized a non-zero profit; avg_realized_pnl = realized_pnl / trades.
 -- The unique index on (symbol, day) lets `REFRESH MATERIALIZED VIEW CONCURRENTLY` run without blocking
 -- readers; PostgresOrders.refresh_daily_performance() does that (the sink service at most every
@@ -122,7 +145,8 @@ WITH per_fill AS (
         side,
         quantity,
         price,
-        realized_pnl - coalesce(lag(realized_pnl) OVER (PARTITION BY symbol ORDER BY ts, fill_id), 0)
+        realized_pnl
+            - coalesce(lag(realized_pnl) OVER (PARTITION BY symbol, timeframe ORDER BY ts, fill_id), 0)
             AS realized
     FROM fills
 )

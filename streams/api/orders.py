@@ -11,8 +11,9 @@ Flow of ``POST /api/orders`` (``OrderDesk.place``):
 3. Risk checks (limits from ``STOCKPULSE_ORDER__*``, the ones ``processors.orders`` applies to signal orders,
    with the same wording): kill switch, a reference price must exist (the newest stored bar close of the
    symbol), rate limit per symbol (accepted API orders per wall-clock minute, counted in Redis so that every
-   API process shares it), position limit (the position after the newest paper fill, from Redis, plus this
-   order), notional limit (position after x reference price).
+   API process shares it), position limit (the symbol's net position, the sum of its per-timeframe books
+   after their newest paper fills, from Redis, plus this order), notional limit (position after x reference
+   price).
 4. The order (ACCEPTED, or REJECTED with the reason: the orders topic keeps both, as the order service does)
    is produced to the orders topic keyed by symbol, ``source="api"``, and the broker's acknowledgement is
    awaited. Accepted: 201; rejected: 422 with the reason. No acknowledgement: 503 and the key is released.
@@ -182,20 +183,21 @@ class OrderDesk:
         return Placed(int(stored["status_code"]), {**stored["body"], "replayed": True})
 
     async def _reference(self, symbol: str) -> tuple[float | None, float]:
-        """(newest stored bar close or None, position after the newest paper fill)."""
+        """(newest stored bar close or None, the symbol's net position: the sum of its books, one per signal
+        timeframe, after their newest paper fills)."""
         redis = await self.backends.redis()
         newest: tuple[int, float] | None = None
         try:  # one round trip: the newest bar of every timeframe and the position, concurrently
             per_tf, pos = await asyncio.gather(
                 asyncio.gather(*(redis.bars(symbol, tf, 1) for tf in self.settings.topics.timeframes)),
-                redis.position(symbol),
+                redis.net_position(symbol, self.settings.signal.timeframes),
             )
             for bars in per_tf:
                 if bars and (newest is None or int(bars[-1]["start_us"]) > newest[0]):
                     newest = (int(bars[-1]["start_us"]), float(bars[-1]["close"]))
         except SinkError as exc:
             raise ApiError(503, f"redis is unavailable: {exc.detail}; check: {_REDIS_HINT}") from exc
-        return (newest[1] if newest else None), float(pos["quantity"]) if pos else 0.0
+        return (newest[1] if newest else None), pos
 
     async def _decide_and_send(self, req: OrderRequest, key: str, order_id: str) -> Placed:
         price, position = await self._reference(req.symbol)

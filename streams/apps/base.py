@@ -1,10 +1,12 @@
 """The plumbing every stateful Faust service shares: partition state, checkpoints, manual acks, dead letters.
 
-A service subclasses :class:`StatefulService`, names its input topics (co-partitioned: partition ``p`` of each
-carries the same symbols), and implements ``new_state``/``load_state`` and ``handle`` (one message). The base
-class restores state on assignment, skips re-delivered messages below the checkpoint, serializes message
-handling with timers, checkpoints on an interval and on revocation, and acknowledges events to Faust only
-after their checkpoint (see :mod:`streams.apps.checkpointing`).
+A service subclasses :class:`StatefulService`, names its input topics, and implements ``new_state``/
+``load_state`` and ``handle`` (one message). State lives per state partition (the input partition, or for a
+``colocated`` service whose inputs differ in partition count, the symbol's partition among the fewest: see
+:class:`streams.apps.checkpointing.StatePartitions`). The base class restores state on assignment, skips
+re-delivered messages below the checkpoint, serializes message handling with timers, checkpoints on an
+interval and on revocation, and acknowledges events to Faust only after their checkpoint (see
+:mod:`streams.apps.checkpointing`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import faust
 from faust.types import TP, EventT
 
 from sinks.checkpoints import CheckpointStore
-from streams.apps.checkpointing import Checkpointer, PartitionState
+from streams.apps.checkpointing import Checkpointer, PartitionCountError, PartitionState, StatePartitions
 from streams.apps.common import make_app, raw_topic
 from streams.config import Settings
 from streams.deadletter import DeadLetterEncoder
@@ -38,9 +40,14 @@ class StatefulService(ABC, Generic[S]):
     """Base of the price, signal and order services (see the module docstring)."""
 
     service: str = ""
+    colocated: bool = False  # a symbol's records of every input must meet in one state
 
     def __init__(self, settings: Settings, inputs: list[str], checkpoint_s: float) -> None:
         self.settings = settings
+        counts = settings.topics.all_topics()
+        self.partitions = StatePartitions(
+            {t: counts[t] for t in inputs}, self.colocated, settings.topics.partition_settings()
+        )
         self.app = make_app(
             settings, self.service, broker_commit_interval=3600.0, broker_commit_every=1_000_000
         )
@@ -48,11 +55,10 @@ class StatefulService(ABC, Generic[S]):
         self.dead_topic = raw_topic(self.app, settings.topics.dead_letter)
         self.dead = DeadLetterEncoder(self.service)
         self.states: dict[int, S] = {}
-        self.last_input: dict[int, float] = {}
         self.pending: list[EventT] = []
         self.store = CheckpointStore(settings.postgres.dsn.get_secret_value())
         self.checkpointer = Checkpointer(
-            self.store, self.service, self.app.conf.id, inputs, checkpoint_s, self.states.get
+            self.store, self.service, self.app.conf.id, inputs, checkpoint_s, self.states.get, self.partitions
         )
         self._opened = False
         self._open_lock = asyncio.Lock()
@@ -79,7 +85,24 @@ class StatefulService(ABC, Generic[S]):
 
     # -- partition ownership --------------------------------------------------------------------------------
     def _mine(self, tps: set[TP]) -> list[int]:
-        return sorted({tp.partition for tp in tps if tp.topic in self.inputs})
+        """The state partitions these topic-partitions belong to."""
+        return sorted({self.partitions.of(tp.partition) for tp in tps if tp.topic in self.inputs})
+
+    def _check_complete(self, parts: list[int]) -> None:
+        """A co-located state partition must be read whole by one worker: refuse an assignment that splits
+        it (several workers of a service whose inputs have different partition counts)."""
+        if not self.partitions.colocated:
+            return
+        have = {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
+        for q in parts:
+            missing = [key for key in self.partitions.members(q) if key not in have]
+            if missing:
+                raise PartitionCountError(
+                    f"{self.service}: this worker got part of state partition {q} but not {missing}: with "
+                    f"more than one {self.service} worker its inputs "
+                    f"{sorted(self.partitions.counts.items())} must have equal partition counts (set the "
+                    "STOCKPULSE_TOPICS__*_PARTITIONS alike), or run one worker"
+                )
 
     async def _ensure_open(self) -> None:
         # The rebalance handler and an early delivery can both get here first: open exactly once.
@@ -97,11 +120,11 @@ class StatefulService(ABC, Generic[S]):
             parts = [p for p in self._mine(assigned) if p not in self.states]
             if not parts:
                 return
+            self._check_complete(parts)
             saved = await self.checkpointer.restore(parts)
             for p in parts:
                 blob = saved.get(p)
                 self.states[p] = self.load_state(p, blob) if blob else self.new_state(p)
-                self.last_input[p] = time.monotonic()
 
     async def _on_revoked(self, app: Any, revoked: set[TP], **kwargs: Any) -> None:
         parts = self._mine(revoked)
@@ -111,7 +134,6 @@ class StatefulService(ABC, Generic[S]):
             await self.checkpoint()
             for p in parts:
                 self.states.pop(p, None)
-                self.last_input.pop(p, None)
             self.checkpointer.forget(parts)
 
     # -- processing -----------------------------------------------------------------------------------------
@@ -126,13 +148,12 @@ class StatefulService(ABC, Generic[S]):
         self.pending.append(event)
         if self.checkpointer.should_skip(topic, part, offset):
             return
-        state = self.states.get(part)
+        state = self.states.get(self.partitions.of(part))
         if state is None:  # delivered before our assignment handler ran
             await self._on_assigned(self.app, {msg.tp})
-            state = self.states[part]
+            state = self.states[self.partitions.of(part)]
         await self.handle(topic, part, offset, cast(bytes, event.value), state)
         MESSAGES.labels(self.service, topic, "in").inc()
-        self.last_input[part] = time.monotonic()
         self.checkpointer.processed(topic, part, offset)
         if self.checkpointer.due():
             await self.checkpoint()

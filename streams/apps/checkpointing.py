@@ -4,8 +4,13 @@ The order at every checkpoint (as Quix Streams documents it): flush sinks -> flu
 acknowledged) -> write state + next offsets of every input topic (one PostgreSQL statement, so all rows or
 none) -> acknowledge the events to Faust and commit offsets to Kafka.
 
-Services read one or more co-partitioned topics (partition ``p`` of each carries the same symbols). The state
-of partition ``p`` is stored on the row of the first topic; every topic's row holds its next offset.
+Services read one or more topics. State is kept per *state partition*: by default the partition number (the
+inputs are co-partitioned: partition ``p`` of each carries the same symbols). A service whose inputs have
+different partition counts and must see a symbol's records of all of them in one state (the order service:
+``signals`` and ``ticks``) keys its state by ``murmur2(symbol) % n`` with ``n`` the smallest count, which
+every other count is a multiple of: input partition ``p`` then holds only symbols of state partition
+``p % n`` (:class:`StatePartitions`). The state of state partition ``q`` is stored on the row of
+``(first topic, q)``; every input partition's row holds its next offset.
 
 Restore on assignment: the state is loaded and each topic-partition's checkpointed next offset remembered.
 Events are acknowledged only after a checkpoint, so Kafka's committed offset never passes it; a message below
@@ -32,6 +37,53 @@ class PartitionState(Protocol):
     def to_bytes(self) -> bytes: ...
 
 
+class PartitionCountError(ValueError):
+    """Topic partition counts that cannot work together; the message names the settings to change."""
+
+
+class StatePartitions:
+    """Which input partitions make up each state partition of a service.
+
+    >>> sp = StatePartitions({"signals": 12, "ticks": 24}, colocated=True)
+    >>> sp.count, sp.of(15), sp.members(3)
+    (12, 3, [('signals', 3), ('ticks', 3), ('ticks', 15)])
+    >>> StatePartitions({"bars": 12}).members(3)
+    [('bars', 3)]
+    >>> StatePartitions({"signals": 12, "ticks": 20}, colocated=True, settings={"ticks": "TICK_PARTITIONS"})
+    Traceback (most recent call last):
+    ...
+    streams.apps.checkpointing.PartitionCountError: ticks has 20 partitions, not a multiple of the 12 ...
+    """
+
+    def __init__(
+        self, counts: dict[str, int], colocated: bool = False, settings: dict[str, str] | None = None
+    ) -> None:
+        self.counts = dict(counts)
+        self.colocated = colocated and len(set(counts.values())) > 1
+        self.count = min(counts.values()) if self.colocated else max(counts.values())
+        if self.colocated:
+            smallest = min(counts, key=lambda t: counts[t])
+            names = settings or {}
+            for topic, n in counts.items():
+                if n % self.count:
+                    raise PartitionCountError(
+                        f"{topic} has {n} partitions, not a multiple of the {self.count} of {smallest}: "
+                        "a symbol's records of both must meet in one state. Set STOCKPULSE_TOPICS__"
+                        f"{names.get(topic, 'TICK_PARTITIONS')} to a multiple of {self.count} (or equal to "
+                        "it) and recreate the topics"
+                    )
+
+    def of(self, partition: int) -> int:
+        """The state partition of an input partition."""
+        return partition % self.count if self.colocated else partition
+
+    def members(self, state_partition: int) -> list[tuple[str, int]]:
+        """The input (topic, partition)s whose records belong to a state partition."""
+        if not self.colocated:
+            return [(t, state_partition) for t in self.counts]
+        return [(t, p) for t, n in self.counts.items() for p in range(state_partition, n, self.count)]
+
+
 class Checkpointer:
     """Tracks processed offsets per topic-partition and writes checkpoints on an interval."""
 
@@ -43,11 +95,13 @@ class Checkpointer:
         topics: list[str],
         interval_s: float,
         state_of: Callable[[int], PartitionState | None],
+        partitions: StatePartitions | None = None,
     ) -> None:
         self.store = store
         self.service = service
         self.group_id = group_id
         self.topics = topics
+        self.partitions = partitions or StatePartitions({t: 1 << 30 for t in topics})
         self.interval_s = interval_s
         self._state_of = state_of
         self.restored_next: dict[tuple[str, int], int] = {}
@@ -57,18 +111,20 @@ class Checkpointer:
         self.count = 0
 
     async def restore(self, partitions: list[int]) -> dict[int, bytes]:
-        """Load the checkpoints of newly assigned partitions; returns partition -> state bytes."""
-        saved = await self.store.load(self.group_id, self.topics, partitions)
+        """Load the checkpoints of newly assigned state partitions; returns state partition -> state bytes."""
+        members = {q: self.partitions.members(q) for q in partitions}
+        numbers = sorted({p for keys in members.values() for _, p in keys})
+        saved = await self.store.load(self.group_id, self.topics, numbers)
         states = {}
-        for p in partitions:
-            self._dirty.discard(p)
-            for topic in self.topics:
-                cp = saved.get((topic, p))
-                self.restored_next[(topic, p)] = cp.next_offset if cp else 0
-                self.next_offset.pop((topic, p), None)
-            first = saved.get((self.topics[0], p))
+        for q in partitions:
+            self._dirty.discard(q)
+            for key in members[q]:
+                cp = saved.get(key)
+                self.restored_next[key] = cp.next_offset if cp else 0
+                self.next_offset.pop(key, None)
+            first = saved.get((self.topics[0], q))
             if first is not None and first.state:
-                states[p] = first.state
+                states[q] = first.state
         log.info("%s: restored %d of %d partitions", self.service, len(states), len(partitions))
         return states
 
@@ -78,10 +134,10 @@ class Checkpointer:
 
     def processed(self, topic: str, partition: int, offset: int) -> None:
         self.next_offset[(topic, partition)] = offset + 1
-        self._dirty.add(partition)
+        self._dirty.add(self.partitions.of(partition))
 
     def touch(self, partition: int) -> None:
-        """The state changed without a new input (e.g. an idle flush): include it in the next checkpoint."""
+        """Include the partition in the next checkpoint without a new input (the sink's buffered records)."""
         self._dirty.add(partition)
 
     def due(self) -> bool:
@@ -90,12 +146,12 @@ class Checkpointer:
     def _rows(self, partition: int) -> dict[tuple[str, int], Checkpoint]:
         rows = {}
         state = self._state_of(partition)
-        for i, topic in enumerate(self.topics):
-            key = (topic, partition)
+        first = (self.topics[0], partition)
+        for key in self.partitions.members(partition):
             nxt = self.next_offset.get(key, self.restored_next.get(key))
-            if nxt is None and i > 0:
+            if nxt is None and key != first:
                 continue
-            blob = state.to_bytes() if (i == 0 and state is not None) else b""
+            blob = state.to_bytes() if (key == first and state is not None) else b""
             rows[key] = Checkpoint(nxt or 0, blob)
         return rows
 
@@ -125,8 +181,8 @@ class Checkpointer:
         CHECKPOINT_SECONDS.labels(self.service).observe(time.perf_counter() - started)
 
     def forget(self, partitions: list[int]) -> None:
-        for p in partitions:
-            self._dirty.discard(p)
-            for topic in self.topics:
-                self.restored_next.pop((topic, p), None)
-                self.next_offset.pop((topic, p), None)
+        for q in partitions:
+            self._dirty.discard(q)
+            for key in self.partitions.members(q):
+                self.restored_next.pop(key, None)
+                self.next_offset.pop(key, None)

@@ -1,8 +1,11 @@
 """The order service (Faust): signals -> risk checks -> ``orders`` (accepted or rejected with the reason) ->
 paper execution at the next tick -> ``fills``, with positions and realized PnL (``processors.orders``).
 
-It reads ``signals`` and ``ticks`` (co-partitioned by symbol); decisions are made in event time, so the
-outcome does not depend on how the two topics interleave.
+It reads ``signals`` and ``ticks``, which may have different partition counts (one a multiple of the other):
+its state is kept per symbol partition among the fewer, so a symbol's signals and ticks meet in one
+``OrderBook`` (``colocated``). Each (symbol, signal timeframe) is its own book; decisions are made in event
+time, so the outcome does not depend on how the topics interleave. Orders and fills go to the symbol's
+partition of ``orders`` and ``fills``.
 
 The global kill switch: ``STOCKPULSE_ORDER__KILL_SWITCH=true`` at start, or at run time
 ``stockpulse kill-switch on --reason "..."`` (a Redis key every order process reads every
@@ -19,6 +22,7 @@ import faust
 
 from processors.orders import OrderBook, RiskLimits
 from processors.price_state import parse_timeframe
+from processors.ticks import partition_for
 from schemas.serde import AvroSerde, WireFormatError
 from sinks.base import SinkError
 from streams.apps.base import StatefulService, now_us
@@ -32,6 +36,7 @@ log = logging.getLogger("stockpulse.order")
 
 class OrderService(StatefulService[OrderBook]):
     service = "order"
+    colocated = True
 
     def __init__(self, settings: Settings) -> None:
         t, o = settings.topics, settings.order
@@ -45,6 +50,7 @@ class OrderService(StatefulService[OrderBook]):
             kill_switch=o.kill_switch,
         )
         self.timeframes_us = tuple(parse_timeframe(tf) for tf in settings.signal.timeframes)
+        self.policy = settings.event_time.policy()
         self.orders_topic = raw_topic(self.app, t.orders)
         self.fills_topic = raw_topic(self.app, t.fills)
         self.signal_serde = AvroSerde.for_record("Signal")
@@ -80,10 +86,10 @@ class OrderService(StatefulService[OrderBook]):
                 book.limits = limits
 
     def new_state(self, partition: int) -> OrderBook:
-        return OrderBook(self.limits, self.timeframes_us)
+        return OrderBook(self.limits, self.timeframes_us, self.policy)
 
     def load_state(self, partition: int, blob: bytes) -> OrderBook:
-        return OrderBook.from_bytes(blob, self.limits, self.timeframes_us)
+        return OrderBook.from_bytes(blob, self.limits, self.timeframes_us, self.policy)
 
     async def handle(self, topic: str, partition: int, offset: int, value: bytes, state: OrderBook) -> None:
         is_signal = topic == self.settings.topics.signals
@@ -98,26 +104,31 @@ class OrderService(StatefulService[OrderBook]):
             except ValueError as exc:
                 await self.dead_letter("invalid_signal", str(exc), topic, partition, offset, value)
                 return
-            await self._publish(partition, orders, fills)
+            await self._publish(orders, fills)
             return
         orders, fills = state.on_tick_batch(
-            record["symbols"], record["symbol_index"], record["ts_us"], record["price"], record["seq"]
-        )
-        await self._publish(partition, orders, fills)
+            record["symbols"], record["symbol_index"], record["ts_us"], record["price"], record["seq"],
+            record["ingest_us"],
+        )  # fmt: skip
+        if record["watermark_us"] or record["closed_symbols"]:  # no next tick will come for some signals
+            o, f = state.on_progress(record["watermark_us"], record["closed_symbols"])
+            orders, fills = orders + o, fills + f
+        await self._publish(orders, fills)
 
-    async def _publish(
-        self, partition: int, orders: list[dict[str, Any]], fills: list[dict[str, Any]]
-    ) -> None:
+    async def _publish(self, orders: list[dict[str, Any]], fills: list[dict[str, Any]]) -> None:
         now = now_us()
+        n = self.settings.topics.order_partitions
         for order in orders:
+            symbol = order["symbol"]
             await self.send(
-                self.orders_topic, self.order_serde.encode(order), partition, order["symbol"].encode()
+                self.orders_topic, self.order_serde.encode(order), partition_for(symbol, n), symbol.encode()
             )
             if order["ingest_us"]:
                 STAGE_LATENCY.labels("tick_to_order").observe((now - order["ingest_us"]) / 1e6)
         for fill in fills:
+            symbol = fill["symbol"]
             await self.send(
-                self.fills_topic, self.fill_serde.encode(fill), partition, fill["symbol"].encode()
+                self.fills_topic, self.fill_serde.encode(fill), partition_for(symbol, n), symbol.encode()
             )
 
 

@@ -1,10 +1,12 @@
 """The price service (Faust): TickBatch from ``ticks`` -> bars per timeframe -> indicator snapshots.
 
-One ``PricePartition`` per assigned partition holds every symbol's BarAggregators and IndicatorSets.
-Closed bars go to ``bars.<tf>`` and their snapshots to ``indicators.<tf>`` (one BarBatch / IndicatorBatch
-per input batch and timeframe, on the same partition). Late ticks go to the dead-letter topic with the
-timeframe they were late for. Partitions with no ticks for ``price.idle_flush_s`` seconds get their open
-bars closed.
+One ``PricePartition`` per assigned partition holds every symbol's BarAggregators and IndicatorSets. Bars
+close in event time (:mod:`processors.event_time`): by the symbols' own ticks, by the watermarks the feed
+sends in-band for live symbols, and at the end of a symbol's input (``closed_symbols``). Closed bars go to
+``bars.<tf>`` and their snapshots to ``indicators.<tf>``, each on the symbol's own partition of that topic
+(murmur2 of the symbol, as every producer computes it: topics may have different partition counts). Late
+ticks go to the dead-letter topic as ``late_tick`` naming the bar they missed, and are counted in
+``stockpulse_late_ticks_total``.
 
 Exactly-once effect: state and offsets are checkpointed together (``streams.apps.base``), and ticks already
 applied (per-symbol ``seq``) are dropped, so neither a price nor a feed restart doubles or loses a tick.
@@ -13,18 +15,33 @@ applied (per-symbol ``seq``) are dropped, so neither a price nor a feed restart 
 from __future__ import annotations
 
 import logging
-import time
+from collections import defaultdict
+from typing import Any
 
 import faust
 
 from processors.price_state import PriceOutput, PricePartition, parse_timeframes
+from processors.ticks import partition_for
 from schemas.serde import AvroSerde, WireFormatError
 from streams.apps.base import StatefulService, now_us
 from streams.apps.common import raw_topic
 from streams.config import Settings
-from streams.metrics import SEQUENCE_EVENTS, STAGE_LATENCY, TICKS
+from streams.metrics import LATE_TICKS, SEQUENCE_EVENTS, STAGE_LATENCY, TICKS, WATERMARKS
 
 log = logging.getLogger("stockpulse.price")
+
+
+def by_partition(records: list[dict[str, Any]], partitions: int) -> dict[int, list[dict[str, Any]]]:
+    """Records grouped by their symbol's partition among ``partitions`` (order kept within a group).
+
+    >>> sorted(by_partition([{"symbol": "A"}, {"symbol": "B"}, {"symbol": "A"}], 1)[0], key=str) == [
+    ...     {"symbol": "A"}, {"symbol": "A"}, {"symbol": "B"}]
+    True
+    """
+    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        out[partition_for(r["symbol"], partitions)].append(r)
+    return out
 
 
 class PriceService(StatefulService[PricePartition]):
@@ -34,19 +51,19 @@ class PriceService(StatefulService[PricePartition]):
         t = settings.topics
         super().__init__(settings, [t.ticks], settings.price.checkpoint_s)
         self.timeframes = parse_timeframes(t.timeframes)
+        self.policy = settings.event_time.policy()
         self.bar_topics = {tf: raw_topic(self.app, t.bars(tf)) for tf, _ in self.timeframes}
         self.ind_topics = {tf: raw_topic(self.app, t.indicators(tf)) for tf, _ in self.timeframes}
         self.ticks_serde = AvroSerde.for_record("TickBatch")
         self.bars_serde = AvroSerde.for_record("BarBatch")
         self.ind_serde = AvroSerde.for_record("IndicatorBatch")
         self.tick_serde = AvroSerde.for_record("Tick")
-        self.timer(0.5, self._idle_flush)
 
     def new_state(self, partition: int) -> PricePartition:
-        return PricePartition(self.timeframes)
+        return PricePartition(self.timeframes, policy=self.policy)
 
     def load_state(self, partition: int, blob: bytes) -> PricePartition:
-        return PricePartition.from_bytes(blob)
+        return PricePartition.from_bytes(blob, policy=self.policy)
 
     async def handle(
         self, topic: str, partition: int, offset: int, value: bytes, state: PricePartition
@@ -56,6 +73,8 @@ class PriceService(StatefulService[PricePartition]):
         except WireFormatError as exc:
             await self.dead_letter(exc.reason_code, exc.reason, topic, partition, offset, value)
             return
+        if batch["watermark_us"]:
+            WATERMARKS.labels(self.service).inc()
         out = state.apply(
             batch["symbols"],
             batch["symbol_index"],
@@ -65,6 +84,8 @@ class PriceService(StatefulService[PricePartition]):
             batch["seq"],
             batch["ingest_us"],
             now_us(),
+            batch["watermark_us"],
+            batch["closed_symbols"],
         )
         await self._publish(partition, out, topic, offset)
         TICKS.labels(self.service).inc(out.ticks)
@@ -76,38 +97,34 @@ class PriceService(StatefulService[PricePartition]):
             )
 
     async def _publish(self, part: int, out: PriceOutput, topic: str, offset: int) -> None:
+        n_bars = self.settings.topics.bar_partitions
         for tf, bars in out.bars.items():
-            await self.send(self.bar_topics[tf], self.bars_serde.encode({"bars": bars}), part)
+            for p, rows in by_partition(bars, n_bars).items():
+                await self.send(self.bar_topics[tf], self.bars_serde.encode({"bars": rows}), p)
             for bar in bars:
                 if bar["ingest_us"]:
                     STAGE_LATENCY.labels("tick_to_bar").observe((bar["close_us"] - bar["ingest_us"]) / 1e6)
         for tf, snaps in out.snapshots.items():
-            await self.send(self.ind_topics[tf], self.ind_serde.encode({"snapshots": snaps}), part)
+            for p, rows in by_partition(snaps, n_bars).items():
+                await self.send(self.ind_topics[tf], self.ind_serde.encode({"snapshots": rows}), p)
             for snap in snaps:
                 STAGE_LATENCY.labels("bar_to_indicator").observe(
                     (snap["indicator_us"] - snap["close_us"]) / 1e6
                 )
-        for tf, symbol, ts, price, size, seq in out.late:
+        for late in out.late:
             tick = self.tick_serde.encode(
-                {"symbol": symbol, "ts_us": ts, "price": price, "size": size, "source": ""}
-            )
+                {"symbol": late.symbol, "ts_us": late.ts_us, "price": late.price, "size": late.size,
+                 "source": ""}
+            )  # fmt: skip
             reason = (
-                f"tick {symbol} seq {seq} at {ts} us is older than the open {tf} bar; bars close in "
-                "event time, so send the ticks of a symbol in time order"
+                f"tick {late.symbol} seq {late.seq} at {late.ts_us} us missed its {late.timeframe} bar "
+                f"{late.symbol}|{late.timeframe}|{late.bar_start_us}, which had closed: a bar closes when "
+                "the symbol's event time passes its end by STOCKPULSE_EVENT_TIME__ALLOWED_LATENESS_MS (live "
+                "ticks: when the feed's clock passes it by STOCKPULSE_EVENT_TIME__MAX_DELAY_MS); send a "
+                "symbol's ticks in time order, or raise those settings"
             )
             await self.dead_letter("late_tick", reason, topic, part, offset, tick)
-
-    async def _idle_flush(self) -> None:
-        idle_s = self.settings.price.idle_flush_s
-        if idle_s <= 0:
-            return
-        now = time.monotonic()
-        for part, state in list(self.states.items()):
-            if now - self.last_input.get(part, now) < idle_s or not state.open_bars():
-                continue
-            out = state.flush_idle(now_us())
-            await self._publish(part, out, self.inputs[0], -1)
-            self.checkpointer.touch(part)
+            LATE_TICKS.labels(late.timeframe).inc()
 
 
 def build(settings: Settings) -> faust.App:

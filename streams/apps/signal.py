@@ -3,7 +3,8 @@ fallback) -> ``signals`` (BUY/SELL/HOLD with hysteresis, score, model version, i
 
 One prediction request per incoming IndicatorBatch (all its predictable rows); the batching client merges
 concurrent requests into one Triton call. Bars still warming up get no signal. Each Signal is its own
-message keyed by symbol, on the same partition as its input, with a deterministic ``signal_id``.
+message keyed by symbol, on the symbol's partition of ``signals`` (murmur2, from that topic's own partition
+count), with a deterministic ``signal_id``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from processors.features import features_from_snapshot, is_valid
 from processors.signals import SignalPolicy, SignalState, signal_id
+from processors.ticks import partition_for
 from schemas.serde import AvroSerde, WireFormatError
 from streams.apps.base import StatefulService, now_us
 from streams.apps.common import raw_topic
@@ -89,7 +91,10 @@ class SignalService(StatefulService[SignalState]):
                 "publish_us": publish_us,
             }
             await self.send(
-                self.signals_topic, self.out_serde.encode(signal), partition, snap["symbol"].encode()
+                self.signals_topic,
+                self.out_serde.encode(signal),
+                partition_for(snap["symbol"], self.settings.topics.signal_partitions),
+                snap["symbol"].encode(),
             )
             if snap["ingest_us"]:
                 STAGE_LATENCY.labels("tick_to_signal").observe((publish_us - snap["ingest_us"]) / 1e6)

@@ -107,6 +107,8 @@ class SinkService(StatefulService[_NoState]):
         except WireFormatError as exc:
             await self.dead_letter(exc.reason_code, exc.reason, topic, partition, offset, value)
             return
+        if kind == "ticks" and not record["ts_us"]:
+            return  # a watermark or an end of stream alone: nothing to store
         rows = record["bars"] if kind == "bars" else record["snapshots"] if kind == "snapshots" else [record]
         self.buffers[kind].extend(rows)
         self.buffered += len(rows) if kind != "ticks" else len(record["ts_us"])

@@ -35,6 +35,7 @@ class TickProducer:
         self.topic = topic or settings.topics.ticks_raw
         self.fmt = fmt
         self._serde = AvroSerde.for_record("Tick")
+        self._eos = AvroSerde.for_record("EndOfStream")
         self._producer = kafka.producer(settings)
 
     def encode(self, symbol: str, ts_us: int, price: float, size: float) -> bytes:
@@ -95,6 +96,18 @@ class TickProducer:
                 progress(stop - start)
         self._producer.flush(60)
         return ProduceResult(n, time.perf_counter() - t0, by_symbol)
+
+    def end_of_stream(self, symbols: Sequence[str]) -> None:
+        """Tell the pipeline these symbols' input has ended (after their last tick, e.g. at the end of a
+        replay): their open bars close now instead of at their next tick. Flushes the producer."""
+        now = time.time_ns() // 1000
+        for s in symbols:
+            if self.fmt == "avro":
+                value = self._eos.encode({"symbol": s, "ts_us": now})
+            else:
+                value = json.dumps({"symbol": s, "end_of_stream": True}).encode()
+            self._produce(value, s.encode())
+        self.flush()
 
     def flush(self) -> None:
         self._producer.flush(60)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from streams.config import Settings
-from tests.conftest import BAD, ENV
+from tests.conftest import BAD
 from tests.support import faults
 from tests.support.pipeline import SERVICES, PipelineRun, Ticks, pipeline
 
@@ -43,10 +43,10 @@ def test_faults_during_a_replay_leave_every_store_equal_to_a_clean_run(
 ) -> None:
     n = len(ticks)
     rows: list[tuple[float, str, str, float]] = []
-    with pipeline(stack_settings, "chaos-suite", ENV) as run:
+    with pipeline(stack_settings, "chaos-suite") as run:
         run.start()
         plan = [step for _ in range(ROUNDS) for step in _plan(run, stack_settings)]
-        # the replay runs the whole time, slowly, so input never pauses longer than the idle flush
+        # the replay runs the whole time, slowly, so every fault hits a pipeline with data in flight
         rate = n / (12.0 * len(plan))
         sender = threading.Thread(target=run.send, args=(ticks, 0, n, rate), daemon=True)
         began = time.monotonic()
@@ -58,9 +58,7 @@ def test_faults_during_a_replay_leave_every_store_equal_to_a_clean_run(
             rows.append((t0 - began, name, outcome, time.monotonic() - t0))
             run.check_alive()
         sender.join()
-        for value in BAD:
-            run.producer.send_raw(value, b"EURUSD")
-        run.producer.flush()
+        run.finish(ticks, BAD)
         counts = run.wait_settled(n, timeout=300)
         snap = run.snapshot()
     print(f"\nchaos: {ROUNDS} round(s), {len(rows)} faults during a {n:,}-tick replay at {rate:.0f} ticks/s")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -131,3 +132,76 @@ def test_stop_signal_flushes_and_checkpoints(stack_settings: Settings) -> None:
     thread.join(20)
     assert not thread.is_alive() and len(rows) == 50
     assert handler.stats.checkpoints >= 1
+
+
+def test_end_of_stream_cuts_the_batch_and_names_the_symbol_after_its_ticks(stack_settings: Settings) -> None:
+    s = isolated(stack_settings, "feed-eos")
+    avro, js = TickProducer(s, "avro"), TickProducer(s, "json")
+    avro.send(["EOSA"], np.zeros(20, np.int32), TS + np.arange(20), np.full(20, 3.0), np.ones(20))
+    avro.end_of_stream(["EOSA"])
+    avro.send(["EOSA"], np.zeros(5, np.int32), TS + 100 + np.arange(5), np.full(5, 3.0), np.ones(5))
+    js.send(["EOSJ"], np.zeros(3, np.int32), TS + np.arange(3), np.full(3, 2.0), np.ones(3))
+    js.end_of_stream(["EOSJ"])
+    avro.send_raw(json.dumps({"symbol": "bad symbol!", "end_of_stream": True}).encode(), b"x")
+    avro.flush()
+    handler = _run_feed(s)
+    assert handler.stats.valid == 28 and handler.stats.dead_lettered == 1
+    serde = AvroSerde.for_record("TickBatch")
+    batches = read_topic(s, s.topics.ticks, until=lambda v: sum(
+        len(serde.decode(x[3])["closed_symbols"]) for x in v) >= 2)  # fmt: skip
+    seen: dict[str, list[tuple[str, int]]] = {}
+    for part, _, _, raw in sorted(batches, key=lambda b: (b[0], b[1])):
+        rec = serde.decode(raw)
+        for row in batch_rows(rec):
+            seen.setdefault(row[0], []).append(("tick", row[4]))
+        for sym in rec["closed_symbols"]:
+            assert part == partition_for(sym, s.topics.tick_partitions)
+            seen.setdefault(sym, []).append(("end", 0))
+    assert seen["EOSA"] == [
+        *(("tick", k) for k in range(1, 21)),
+        ("end", 0),
+        *(("tick", k) for k in range(21, 26)),
+    ]
+    assert seen["EOSJ"] == [("tick", 1), ("tick", 2), ("tick", 3), ("end", 0)]
+    dl = read_topic(s, s.topics.dead_letter, until=lambda v: len(v) >= 1,
+                    decode=AvroSerde.for_record("DeadLetter").decode)  # fmt: skip
+    assert [d["reason_code"] for d in dl] == ["invalid_symbol"]
+
+
+def test_watermarks_follow_live_ticks_on_their_partitions_only_and_resume_after_a_restart(
+    stack_settings: Settings,
+) -> None:
+    """Live ticks (stamped now) get watermarks (the feed's clock minus the maximum delay) on their partitions,
+    each at most the clock minus the delay when it was sent; replay ticks get none. A restarted feed keeps
+    sending them for the partitions whose live bars may still be open (its checkpoint says which)."""
+    s = isolated(stack_settings, "feed-wm")
+    live, old = "LIVEWM", "OLDWM"
+    assert partition_for(live, s.topics.tick_partitions) != partition_for(old, s.topics.tick_partitions)
+    producer = TickProducer(s, "avro")
+    now = time.time_ns() // 1000
+    producer.send([live, old], np.array([0, 1, 0], np.int32), np.array([now, TS, now + 1000]),
+                  np.full(3, 5.0), np.ones(3))  # fmt: skip
+    sent_at = time.time_ns() // 1000
+    _run_feed(s, idle=1.0)
+    serde = AvroSerde.for_record("TickBatch")
+    delay = s.event_time.max_delay_ms * 1000
+
+    def watermarks(after: int) -> list[tuple[int, int]]:
+        got = read_topic(s, s.topics.ticks, until=lambda v: len(v) > after + 3, timeout=10)
+        return [
+            (p, serde.decode(raw)["watermark_us"])
+            for p, _, _, raw in got
+            if serde.decode(raw)["watermark_us"]
+        ]
+
+    first = watermarks(0)
+    live_part = partition_for(live, s.topics.tick_partitions)
+    assert first and {p for p, _ in first} == {live_part}, "watermarks on the live symbol's partition only"
+    marks = [w for _, w in first]
+    assert marks == sorted(marks) and marks[0] >= now + 1000 - delay - 5_000_000  # the feed ran ~1 s
+    assert all(w <= time.time_ns() // 1000 - delay for w in marks)
+    assert len(first) >= 5, "one every watermark interval while idle"
+    n_before = len(read_topic(s, s.topics.ticks, until=lambda v: False, timeout=2))
+    _run_feed(s, idle=1.0)  # a restart: no new input, but the live bar may still be open
+    after = [w for p, w in watermarks(n_before) if w > marks[-1]]
+    assert after and all(w > sent_at - delay for w in after)

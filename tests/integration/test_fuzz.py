@@ -16,7 +16,6 @@ from processors.ticks import TickLimits
 from schemas.serde import AvroSerde
 from streams.config import Settings
 from streams.feed import InvalidTick, TickDecoder
-from tests.conftest import ENV
 from tests.support.fuzz import LATE_SYMBOL, bad_traffic
 from tests.support.kafka import read_topic
 from tests.support.pipeline import Ticks, pipeline
@@ -34,7 +33,7 @@ def test_bad_messages_are_dead_lettered_with_reasons_and_valid_outputs_equal_a_c
     stack_settings: Settings, ticks: Ticks, clean: dict[str, Any]
 ) -> None:
     bad = bad_traffic(N_BAD, seed=20261202, timeframes=len(stack_settings.topics.timeframes))
-    env = {**ENV, "STOCKPULSE_FEED__SYMBOLS": json.dumps(KNOWN)}
+    env = {"STOCKPULSE_FEED__SYMBOLS": json.dumps(KNOWN)}
     with pipeline(stack_settings, "fuzz", env) as run:
         run.start()
         chunks = 20
@@ -44,7 +43,8 @@ def test_bad_messages_are_dead_lettered_with_reasons_and_valid_outputs_equal_a_c
             run.send(ticks, c * n // chunks, (c + 1) * n // chunks)
             for value, key in bad.messages[c * per : (c + 1) * per]:
                 run.producer.send_raw(value, key)
-        run.producer.flush()
+        run.finish(ticks)
+        run.producer.end_of_stream([LATE_SYMBOL])
         # valid ticks: the replay and the first tick of each out-of-order pair (its partner is late)
         run.wait_settled(n + len(bad.messages) - sum(bad.kinds.values()), timeout=240)
         snap = run.snapshot()

@@ -24,7 +24,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # 1s signals for many latency samples; few partitions so 400 ticks/s still make TickBatches of several ticks
 ENV = {
     "STOCKPULSE_SIGNAL__TIMEFRAMES": '["1s","1m"]',
-    "STOCKPULSE_PRICE__IDLE_FLUSH_S": "2",
     "STOCKPULSE_TRITON__TIMEOUT_MS": "1000",  # a busy 2-core machine must not turn slow calls into faults
     **{f"STOCKPULSE_TOPICS__{t}_PARTITIONS": "2" for t in ("TICK", "BAR", "SIGNAL", "ORDER")},
 }

@@ -7,16 +7,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
 
+import numpy as np
 import pytest
 
 from infra.local import stack
+from processors.features import N_FEATURES
 from schemas.serde import AvroSerde
 from streams.config import Settings
-from tests.conftest import ANALYST_QUERIES, BAD, ENV
+from streams.inference import SignalModelClient
+from tests.conftest import ANALYST_QUERIES, BAD
 from tests.support.kafka import read_topic
 from tests.support.pipeline import SERVICES, PipelineRun, Ticks, pipeline
 
@@ -77,7 +81,7 @@ def test_sigkill_of_every_service_mid_replay_matches_a_clean_run(
     stack_settings: Settings, ticks: Ticks, clean: dict[str, Any]
 ) -> None:
     n = len(ticks)
-    with pipeline(stack_settings, "chaos", ENV) as run:
+    with pipeline(stack_settings, "chaos") as run:
         run.start()
         faults = []
         step = n // (len(SERVICES) + 1)
@@ -87,9 +91,7 @@ def test_sigkill_of_every_service_mid_replay_matches_a_clean_run(
             run.start(name)
             faults.append((name, (i + 1) * step))
         run.send(ticks, len(SERVICES) * step, n, rate=2000)
-        for value in BAD:
-            run.producer.send_raw(value, b"EURUSD")
-        run.producer.flush()
+        run.finish(ticks, BAD)
         counts = run.wait_settled(n, timeout=180)
         snap = run.snapshot()
     print("\nfaults injected (SIGKILL + restart, after N ticks sent):", faults)
@@ -98,11 +100,21 @@ def test_sigkill_of_every_service_mid_replay_matches_a_clean_run(
         assert snap[table] == clean["snapshot"][table], f"{table} differ from the clean run"
 
 
+async def _until_triton_serves(settings: Settings, timeout: float = 60.0) -> None:
+    """One prediction answered by Triton itself (not the fallback), retried until it is."""
+    X = np.zeros((1, N_FEATURES), np.float32)
+    deadline = time.monotonic() + timeout
+    async with SignalModelClient(settings.triton) as client:
+        while (await client.predict(X)).path != "triton":
+            assert time.monotonic() < deadline, f"Triton did not serve again: {client.stats.last_error}"
+            await asyncio.sleep(0.2)
+
+
 def test_triton_outage_falls_back_and_recovers_without_a_gap(
     stack_settings: Settings, ticks: Ticks, clean: dict[str, Any]
 ) -> None:
     n = len(ticks)
-    with pipeline(stack_settings, "triton-outage", ENV) as run:
+    with pipeline(stack_settings, "triton-outage") as run:
         run.start()
         run.send(ticks, 0, n // 3, rate=3000)
         stack.down(stack_settings, ["triton"])
@@ -111,10 +123,10 @@ def test_triton_outage_falls_back_and_recovers_without_a_gap(
             time.sleep(2)
         finally:
             stack.up(stack_settings, ["triton"])
+        asyncio.run(_until_triton_serves(stack_settings))  # its first inference after a start is slow
+        time.sleep(stack_settings.triton.breaker_cooldown_ms / 1000 + 1)  # then the service's probe succeeds
         run.send(ticks, 2 * n // 3, n, rate=3000)
-        for value in BAD:
-            run.producer.send_raw(value, b"EURUSD")
-        run.producer.flush()
+        run.finish(ticks, BAD)
         run.wait_settled(n, timeout=180)
         snap = run.snapshot()
         s = run.settings

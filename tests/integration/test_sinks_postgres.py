@@ -38,6 +38,7 @@ def _order(i: int, ts_us: int, symbol: str = "BTC-PERP") -> dict[str, Any]:
         "ts_us": ts_us,
         "ingest_us": ts_us - 3,
         "signal_us": ts_us - 1,
+        "timeframe": "1m",
     }
 
 
@@ -53,6 +54,7 @@ def _fill(i: int, ts_us: int, position: float, symbol: str = "BTC-PERP") -> dict
         "position": position,
         "avg_price": 45_999.5,
         "realized_pnl": 12.5 * i,
+        "timeframe": "1m",
     }
 
 
@@ -152,6 +154,7 @@ async def test_fills_are_stored_once_and_positions_only_move_forward(orders_db: 
     await orders_db.write_fills(same_us)  # the same microsecond: the later one in the stream wins
     want = {
         "symbol": "BTC-PERP",
+        "timeframe": "1m",
         "quantity": 21.0,
         "avg_price": 45_999.5,
         "realized_pnl": 12.5 * 21,
@@ -162,8 +165,12 @@ async def test_fills_are_stored_once_and_positions_only_move_forward(orders_db: 
     }
     positions = await _eventually(orders_db.positions, lambda p: p == [want])
     assert positions == [want]
-    got = await _eventually(lambda: orders_db.fills("BTC-PERP", limit=50), lambda r: len(r) == 12)
-    assert sorted(f["fill_id"] for f in got) == sorted(f["fill_id"] for f in [*fills, *same_us])
+    other_book = {**_fill(30, T0 + 60_000, -1.0), "timeframe": "1s"}  # each timeframe is its own book
+    await orders_db.write_fills([other_book])
+    both = await _eventually(orders_db.positions, lambda p: len(p) == 2)
+    assert [(p["timeframe"], p["quantity"]) for p in both] == [("1m", 21.0), ("1s", -1.0)]
+    got = await _eventually(lambda: orders_db.fills("BTC-PERP", limit=50), lambda r: len(r) == 13)
+    assert sorted(f["fill_id"] for f in got) == sorted(f["fill_id"] for f in [*fills, *same_us, other_book])
     by_order = await orders_db.fills(order_id="o-BTC-PERP-3")
     assert by_order == [fills[3]]
 

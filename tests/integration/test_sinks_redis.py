@@ -110,6 +110,7 @@ def _fill(symbol: str, ts_us: int, position: float, n: int = 0) -> dict[str, Any
         "position": position,
         "avg_price": 99.5,
         "realized_pnl": -1.25,
+        "timeframe": "1m",
     }
 
 
@@ -264,9 +265,10 @@ async def test_position_moves_only_forward(state: RedisHotState) -> None:
     t = 1_641_000_000_000_000
     await state.write_positions([_fill("BTC", t, 2.0), _fill("BTC", t - 10, 1.0)])
     await state.write_positions([_fill("BTC", t - 20, 5.0)])  # an older fill re-processed
-    pos = await state.position("BTC")
+    pos = await state.position("BTC", "1m")
     assert pos == {
         "symbol": "BTC",
+        "timeframe": "1m",
         "quantity": 2.0,
         "avg_price": 99.5,
         "realized_pnl": -1.25,
@@ -277,8 +279,14 @@ async def test_position_moves_only_forward(state: RedisHotState) -> None:
     }
     # two fills in the same microsecond: the later one in the stream wins
     await state.write_positions([_fill("BTC", t + 1, 3.0, 0), _fill("BTC", t + 1, 4.0, 1)])
-    assert (await state.position("BTC") or {})["quantity"] == 4.0
-    assert await state.position("NOPE") is None
+    assert (await state.position("BTC", "1m") or {})["quantity"] == 4.0
+    assert await state.position("NOPE", "1m") is None
+    # each signal timeframe is its own book: a 1s fill does not move the 1m position; the net is the sum
+    await state.write_positions([{**_fill("BTC", t + 5, -1.0), "timeframe": "1s"}])
+    assert (await state.position("BTC", "1m") or {})["quantity"] == 4.0
+    assert (
+        await state.net_position("BTC", ["1s", "1m"]) == 3.0 and await state.net_position("NOPE", ["1m"]) == 0
+    )
 
 
 async def test_odd_symbols_are_just_symbols(state: RedisHotState, stack_settings: Settings) -> None:

@@ -104,7 +104,7 @@ async def test_hits_and_misses_are_counted_per_read(state: RedisHotState, stack_
     await state.bars("BTC", "1m")
     await state.bars("BTC", "1s")
     await state.latest_signals(["BTC", "ETH"])
-    await state.position("BTC")
+    await state.position("BTC", "1m")
     snap = state.stats.snapshot()
     assert snap["by_read"]["bars"] == {"hit": 1, "miss": 1}
     assert snap["by_read"]["signal"] == {"hit": 0, "miss": 2}

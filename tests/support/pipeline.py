@@ -122,6 +122,13 @@ class PipelineRun:
             if rate is not None:
                 time.sleep(max(0.0, t0 + (j - start) / rate - time.perf_counter()))
 
+    def finish(self, ticks: Ticks, bad: list[bytes] | None = None) -> None:
+        """After the replay: send ``bad`` messages (keyed EURUSD), then the end of stream of every replayed
+        symbol (their last bars close), and flush."""
+        for value in bad or []:
+            self.producer.send_raw(value, b"EURUSD")
+        self.producer.end_of_stream(ticks.symbols)
+
     def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every store's content for this namespace, as sorted tuples (stage timestamps left out)."""
         return asyncio.run(_snapshot(self.settings))
@@ -139,7 +146,7 @@ class PipelineRun:
 
     def wait_settled(self, valid_ticks: int, timeout: float = 120.0, quiet_s: float = 3.0) -> dict[str, int]:
         """Wait until ClickHouse has every valid tick, every tick is inside a stored 1s bar (the last bars
-        close on the idle flush) and no store count changed for ``quiet_s`` seconds."""
+        close on the end of stream, see :meth:`finish`) and no store count changed for ``quiet_s`` seconds."""
         deadline = time.monotonic() + timeout
         last: dict[str, int] | None = None
         since = time.monotonic()

@@ -61,9 +61,7 @@ def stream(ts: I64, price: F64, size: F64, tf: int, chunk: int) -> tuple[Bars, I
         )
         parts.append(bars)
         late.append(idx + start)
-    last = agg.flush(np.iinfo(np.int64).max)
-    if last is not None:
-        parts.append(Bars.from_bars([last]))
+    parts.append(agg.close_all())
     return Bars.concat(parts), np.concatenate(late) if late else np.empty(0, np.int64), agg
 
 
@@ -108,13 +106,12 @@ def test_real_trades_single_updates_and_checkpoints(binance: Trades) -> None:
     for i in range(ts.shape[0]):
         if i % 97 == 0:
             agg = BarAggregator.from_bytes(agg.to_bytes())
-        bar, late = agg.update(int(ts[i]), float(price[i]), float(size[i]))
+        bars, late = agg.update(int(ts[i]), float(price[i]), float(size[i]))
         assert not late
-        if bar is not None:
-            closed.append(bar)
-    last = agg.flush(int(ts[-1]) + tf)
-    assert last is not None and agg.open_bar is None
-    assert Bars.from_bars([*closed, last]).equals(aggregate(ts, price, size, tf))
+        closed.extend(bars)
+    last = agg.advance(int(ts[-1]) + tf)
+    assert len(last) == 1 and agg.open_bar is None
+    assert Bars.from_bars([*closed, *last]).equals(aggregate(ts, price, size, tf))
 
 
 def test_real_trades_shuffled_batch_still_matches_pandas(binance: Trades) -> None:
@@ -193,24 +190,80 @@ def test_checkpoint_resume_and_watermarks(
             if checkpoint and i == k:
                 agg = BarAggregator.from_bytes(agg.to_bytes())
             if i in marks:
-                bar = agg.flush(marks[i])
-                if bar is not None:
+                for bar in agg.advance(marks[i]):
                     assert bar.start_us + tf <= marks[i]
                     out.append(bar)
-            bar, is_late = agg.update(int(ts[i]), float(price[i]), float(size[i]))
+            bars, is_late = agg.update(int(ts[i]), float(price[i]), float(size[i]))
             if is_late:
                 late.append(i)
-            elif bar is not None:
-                out.append(bar)
+            out.extend(bars)
         return out, late, agg.to_bytes()
 
     bars, late, state = run(checkpoint=False)
     assert repr(run(checkpoint=True)) == repr((bars, late, state))  # repr: NaN VWAPs compare unequal
     keep = np.ones(n, dtype=bool)
     keep[late] = False
-    final = BarAggregator.from_bytes(state).flush(np.iinfo(np.int64).max)
-    got = Bars.from_bars(bars + ([final] if final else []))
+    final = BarAggregator.from_bytes(state).advance(np.iinfo(np.int64).max)
+    got = Bars.from_bars(bars + list(final))
     assert got.equals(aggregate(ts[keep], price[keep], size[keep], tf))
+
+
+@HYPO
+@given(
+    data=trades(),
+    lateness_bars=st.sampled_from([0.0, 0.5, 1.0, 2.5]),
+    marks=st.lists(st.tuples(st.integers(0, 299), st.integers(-3, 3)), max_size=8),
+    shuffle=st.booleans(),
+)
+def test_any_arrival_order_and_watermarks_account_for_every_trade_once(
+    data: tuple[Trades, int], lateness_bars: float, marks: list[tuple[int, int]], shuffle: bool
+) -> None:
+    """For any arrival order, allowed lateness and watermark schedule: closed bars plus late trades hold every
+    trade exactly once; the bars equal batch ``aggregate`` over the trades that were not late; a trade is late
+    exactly when its bar's end plus the lateness is at or before the event time it arrived at; bars close in
+    start order, and never before the event time passed their end plus the lateness."""
+    (ts, price, size), tf = data
+    n = ts.shape[0]
+    if shuffle:
+        order = np.random.default_rng(n).permutation(n)
+        ts, price, size = ts[order], price[order], size[order]
+    lateness = int(lateness_bars * tf)
+    at = {i: int(ts[i]) + k * tf for i, k in marks if i < n}  # watermarks around the trade times
+    agg = BarAggregator(tf, lateness)
+    time = frontier = np.iinfo(np.int64).min
+    bars: list[Bar] = []
+    late: list[int] = []
+    expected_late: list[int] = []
+
+    def advance(t: int) -> None:
+        nonlocal time, frontier
+        time = max(time, t)
+        frontier = max(frontier, ((time - lateness) // tf) * tf)
+
+    for i in range(n):
+        if i in at:
+            closed = list(agg.advance(at[i]))
+            advance(at[i])
+            assert all(b.start_us + tf + lateness <= time for b in closed)
+            bars.extend(closed)
+        b = (int(ts[i]) // tf) * tf
+        if b < frontier:
+            expected_late.append(i)
+            assert b + tf + lateness <= time  # it really was late
+        else:
+            advance(int(ts[i]))
+        closed, is_late = agg.update(int(ts[i]), float(price[i]), float(size[i]))
+        assert all(bar.start_us + tf + lateness <= time for bar in closed)
+        bars.extend(closed)
+        if is_late:
+            late.append(i)
+    bars.extend(agg.close_all())
+    assert late == expected_late and agg.late_trades == len(late)
+    assert [b.start_us for b in bars] == sorted({b.start_us for b in bars})  # in order, each bar once
+    assert sum(b.trades for b in bars) + len(late) == n
+    keep = np.ones(n, dtype=bool)
+    keep[late] = False
+    assert Bars.from_bars(bars).equals(aggregate(ts[keep], price[keep], size[keep], tf))
 
 
 # --- behaviour ------------------------------------------------------------------------------------
@@ -236,23 +289,54 @@ def test_negative_timestamps_floor_to_their_bucket() -> None:
     assert bars.start_us.tolist() == [-20, -10, 0] and bars.trades.tolist() == [1, 2, 1]
 
 
-def test_streaming_late_and_flush_semantics() -> None:
+def test_streaming_late_and_watermark_semantics() -> None:
     agg = BarAggregator(10)
-    assert agg.update(12, 1.0, 1.0) == (None, False)
+    closed, late = agg.update(12, 1.0, 1.0)
+    assert len(closed) == 0 and not late and agg.open_bars == 1
     assert agg.open_bar == Bar(10, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1)
-    assert agg.update(9, 2.0, 1.0) == (None, True)  # older bucket than the open one
-    assert agg.flush(19) is None  # bar [10, 20) not finished yet
-    assert agg.update(15, 3.0, 1.0) == (None, False)  # still accepted
-    bar = agg.flush(20)
-    assert bar is not None and (bar.start_us, bar.close, bar.trades) == (10, 3.0, 2)
-    assert agg.update(19, 4.0, 1.0) == (None, True)  # its bar was closed by the watermark
-    assert agg.flush(45) is None  # no open bar: buckets before 40 are now closed too
-    assert agg.update(35, 5.0, 1.0) == (None, True)
-    assert agg.update(41, 6.0, 1.0) == (None, False)
+    assert agg.update(9, 2.0, 1.0)[1] is True  # older bucket than the open one
+    assert len(agg.advance(19)) == 0  # bar [10, 20) not finished yet
+    assert agg.update(15, 3.0, 1.0)[1] is False  # still accepted
+    (bar,) = agg.advance(20)
+    assert (bar.start_us, bar.close, bar.trades) == (10, 3.0, 2)
+    assert agg.update(19, 4.0, 1.0)[1] is True  # its bar was closed by the watermark
+    assert len(agg.advance(45)) == 0  # no open bar: buckets before 40 are now closed too
+    assert agg.update(35, 5.0, 1.0)[1] is True
+    assert agg.update(41, 6.0, 1.0)[1] is False
     assert agg.late_trades == 3
     closed, late = agg.update_many(np.array([40, 30, 55, 61]), np.array([7.0, 8.0, 9.0, 10.0]), np.ones(4))
     assert late.tolist() == [1] and closed.start_us.tolist() == [40, 50]
     assert agg.late_trades == 4 and "late=4" in repr(agg) and agg.timeframe_us == 10
+    assert agg.next_close_us == 70 and agg.event_time_us == 61 and agg.missed_bar(-1) == -10
+    (last,) = agg.close_all()  # end of input: the open bar closes at its own end, later buckets stay open
+    assert last.start_us == 60 and agg.next_close_us is None
+    assert agg.update(69, 1.0, 1.0)[1] is True and agg.update(70, 1.0, 1.0)[1] is False
+
+
+def test_allowed_lateness_keeps_bars_open_and_merges_out_of_order_trades() -> None:
+    agg = BarAggregator(10, allowed_lateness_us=15)
+    closed, _ = agg.update_many(np.array([1, 12, 5, 24]), np.array([1.0, 2.0, 3.0, 4.0]), np.ones(4))
+    assert len(closed) == 0
+    assert agg.open_bars == 3 and agg.next_close_us == 25  # [0, 10) closes when time reaches 10 + 15
+    closed, late = agg.update_many(np.array([26, 8, 19]), np.array([5.0, 6.0, 7.0]), np.ones(3))
+    assert closed.start_us.tolist() == [0] and closed.trades.tolist() == [2] and late.tolist() == [1]
+    assert agg.advance(35).start_us.tolist() == [10] and agg.open_bars == 1
+    assert agg.with_lateness(0).advance(35).start_us.tolist() == [20]  # a changed setting applies at once
+    restored = BarAggregator.from_bytes(agg.to_bytes())
+    assert restored.allowed_lateness_us == 15 and restored.to_bytes() == agg.to_bytes()
+    with pytest.raises(ValueError, match="allowed_lateness_us must be >= 0"):
+        BarAggregator(10, -1)
+
+
+def test_version_1_checkpoints_still_load() -> None:
+    """A checkpoint of the one-bar aggregator (version 1) resumes as the same open bar."""
+    import struct
+
+    v1 = struct.pack("<4sHq", b"SPBA", 1, 10) + np.array([1, 10, 12, 15, 10, 2, 3], "<i8").tobytes()
+    v1 += np.array([1.0, 3.0, 1.0, 3.0, 2.0, 4.0], "<f8").tobytes()
+    agg = BarAggregator.from_bytes(v1)
+    assert agg.open_bar == Bar(10, 1.0, 3.0, 1.0, 3.0, 2.0, 2.0, 2) and agg.late_trades == 3
+    assert agg.update(9, 1.0, 1.0)[1] and agg.advance(20).start_us.tolist() == [10]
 
 
 def test_bars_container() -> None:
@@ -299,8 +383,8 @@ def test_from_bytes_rejects_garbage() -> None:
         BarAggregator.from_bytes(b"SP")
     with pytest.raises(ValueError, match="not a BarAggregator checkpoint"):
         BarAggregator.from_bytes(b"XXXX" + blob[4:])
-    with pytest.raises(ValueError, match="unsupported BarAggregator checkpoint version 2"):
-        BarAggregator.from_bytes(blob[:4] + (2).to_bytes(2, "little") + blob[6:])
+    with pytest.raises(ValueError, match="unsupported BarAggregator checkpoint version 3"):
+        BarAggregator.from_bytes(blob[:4] + (3).to_bytes(2, "little") + blob[6:])
     with pytest.raises(ValueError, match="corrupt"):
         BarAggregator.from_bytes(blob + b"\0")
     with pytest.raises(ValueError, match="timeframe_us must be a positive integer"):

@@ -4,6 +4,7 @@ equal to the per-tick one on generated inputs."""
 from __future__ import annotations
 
 import pickle
+import random
 from typing import Any
 
 import numpy as np
@@ -107,3 +108,73 @@ def test_the_batch_path_equals_the_per_tick_path(
     flat_b = [x for o, f in out_b for x in (*o, *f)]
     assert sorted(map(repr, flat_a)) == sorted(map(repr, flat_b))
     assert pickle.loads(a.to_bytes()[6:]) == pickle.loads(b.to_bytes()[6:])  # same state, any key order
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([S, MINUTE_US]), st.integers(0, 180), st.sampled_from(["BUY", "SELL", "HOLD"])
+        )
+    ),
+    st.integers(1, 2**31),
+)
+@settings(max_examples=200, deadline=None)
+def test_two_timeframes_every_buy_sell_signal_gets_one_decision_whatever_the_interleaving(
+    signals: list[tuple[int, int, str]], seed: int
+) -> None:
+    """Signals of 1s and 1m bars for one symbol, each timeframe in bar order, interleaved with each other and
+    with the ticks in any way: every BUY/SELL signal gets exactly one order decision, and the decisions are
+    the same for every interleaving (each (symbol, timeframe) is its own book)."""
+    by_tf: dict[int, list[dict[str, Any]]] = {S: [], MINUTE_US: []}
+    for tf, k, action in sorted(signals):
+        start = k * S if tf == S else (k % 3) * MINUTE_US  # both within the 200 s of ticks
+        if not by_tf[tf] or by_tf[tf][-1]["start_us"] < start:
+            by_tf[tf].append({**_signal("A", start, action, f"{tf}-{start}"), "timeframe": str(tf)})
+    ticks = [(t * S // 4 + 1, 100.0 + t % 7, t + 1) for t in range(4 * 200)]  # 4 ticks a second, 200 s
+
+    def run(rng: random.Random | None) -> list[tuple[str, str, str, float]]:
+        book = OrderBook(RiskLimits(max_position=5), (S, MINUTE_US))
+        queues: list[list[tuple[str, int, Any]]] = [
+            [("s", S, x) for x in by_tf[S]], [("s", MINUTE_US, x) for x in by_tf[MINUTE_US]],
+            [("t", 0, x) for x in ticks]]  # fmt: skip
+        out: list[dict[str, Any]] = []
+        while any(queues):
+            live = [q for q in queues if q]
+            kind, tf, item = (live[0] if rng is None else rng.choice(live)).pop(0)
+            orders, _ = book.on_signal(item, tf) if kind == "s" else book.on_ticks("A", [item])
+            out += orders
+        return sorted((o["signal_id"], o["status"], o["side"], o["ref_price"]) for o in out)
+
+    first = run(None)
+    wanted = [x["signal_id"] for tf in by_tf for x in by_tf[tf] if x["action"] != "HOLD"]
+    assert sorted(sid for sid, *_ in first) == sorted(wanted), "one decision per BUY/SELL signal"
+    assert run(random.Random(seed)) == first, "the interleaving changes nothing"
+
+
+def test_a_signal_with_no_next_tick_is_rejected_at_the_end_of_input_or_when_stale() -> None:
+    """Every BUY/SELL signal gets a decision even when no tick follows its bar: the end of the symbol's input
+    rejects it (in either arrival order); for a live symbol, a watermark past the bar end plus the staleness
+    limit does; a replay symbol waits for its ticks whatever the wall clock says."""
+    buy = {**_signal("A", 0, "BUY"), "price": 10.5, "timeframe": "1m"}
+    first = OrderBook(RiskLimits(), (MINUTE_US,))
+    first.on_tick_batch(["A"], [0], [5], [10.0], [1])
+    assert first.on_signal(buy, MINUTE_US) == ([], [])
+    (order,), fills = first.on_progress(closed_symbols=["A"])
+    assert (order["status"], order["ref_price"], order["ts_us"], fills) == ("REJECTED", 10.5, MINUTE_US, [])
+    assert "input of A ended" in order["reason"] and order["timeframe"] == "1m"
+    later = OrderBook(RiskLimits(), (MINUTE_US,))
+    later.on_tick_batch(["A"], [0], [5], [10.0], [1])
+    later.on_progress(closed_symbols=["A"])
+    assert later.on_signal(buy, MINUTE_US)[0] == [order], "the same decision, whatever arrived first"
+    again = OrderBook.from_bytes(first.to_bytes(), RiskLimits(), (MINUTE_US,))
+    assert again.to_bytes() == first.to_bytes() and again.symbols["A"].ended
+
+    now = 1_800_000_000_000_000
+    live = OrderBook(RiskLimits(max_staleness_us=10 * S), (MINUTE_US,))
+    live.on_tick_batch(["L", "R"], [0, 1], [now, 5], [10.0, 10.0], [1, 1], ingest_us=now + 1_000)
+    live.on_signal({**_signal("L", now, "BUY"), "price": 10.0}, MINUTE_US)
+    live.on_signal({**_signal("R", 0, "SELL"), "price": 10.0}, MINUTE_US)
+    assert live.on_progress(watermark_us=now + MINUTE_US + 9 * S) == ([], [])  # not stale yet
+    (stale,), _ = live.on_progress(watermark_us=now + MINUTE_US + 11 * S)
+    assert stale["symbol"] == "L" and "no tick of L within 10s" in stale["reason"]
+    assert live.pending_count() == 1, "the replay symbol R still waits for its next tick"

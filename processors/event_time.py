@@ -1,0 +1,107 @@
+"""Event time: when a bar closes, when a tick is late, and when the feed sends watermarks (pure code).
+
+The model, as the README's "Event time" section tells it:
+
+* A bar ``[start, start + tf)`` of a symbol closes once that symbol's **event time** has passed its end by the
+  **allowed lateness** (``allowed_lateness_us``, default 0). The event time is the newest of the symbol's own
+  tick times and the watermarks its partition received. Until the bar closes, its ticks are merged in
+  whatever order they come; a tick whose bar has closed is **late**: counted, dead-lettered as ``late_tick``
+  with the bar it missed, never merged or dropped silently.
+* **Live** symbols (ticks stamped near the wall clock) also follow the feed's clock: whenever the feed has
+  read everything on its input, it publishes a **watermark** ``now - max_delay_us`` in-band on each
+  ``ticks`` partition (every ``watermark_interval_us``). So a live bar closes at ``end + max delay +
+  lateness`` of wall time even if its symbol never trades again, and a tick that reaches the feed within
+  ``max_delay_us`` of its timestamp is never late. Because the watermark travels behind the ticks in the same
+  partition, a slow consumer never closes a bar before it has seen the bar's ticks.
+* **Replay** symbols (event time far from the wall clock) follow their own ticks only; the end of a replay
+  (an ``EndOfStream`` message, sent by ``stockpulse replay`` and the demo) closes their open bars.
+* Which symbols are live is read from the data: ``mode="auto"`` (the default) calls a symbol live when its
+  newest tick is at most ``live_window_us`` older than the feed's clock when it read it; ``mode="live"`` or
+  ``"replay"`` decides for every symbol.
+
+>>> policy = EventTimePolicy(max_delay_us=200_000)  # defaults: see streams.config.EventTimeSettings
+>>> policy.is_live(newest_ts_us=1_000_000_000, now_us=1_000_050_000)  # 50 ms behind the clock
+True
+>>> policy.is_live(newest_ts_us=1_000_000, now_us=1_700_000_000_000_000)  # a recording from 1970
+False
+>>> policy.watermark(now_us=1_000_050_000)
+999850000
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Mode = Literal["auto", "live", "replay"]
+MODES: tuple[Mode, ...] = ("auto", "live", "replay")
+
+
+@dataclass(frozen=True, slots=True)
+class EventTimePolicy:
+    """The event-time settings (``STOCKPULSE_EVENT_TIME__*``: :class:`streams.config.EventTimeSettings`)."""
+
+    mode: Mode = "auto"
+    allowed_lateness_us: int = 0
+    max_delay_us: int = 250_000
+    live_window_us: int = 60_000_000
+    watermark_interval_us: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"event-time mode {self.mode!r} is not one of {MODES}")
+        for name in ("allowed_lateness_us", "max_delay_us", "live_window_us"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.watermark_interval_us <= 0:
+            raise ValueError(f"watermark_interval_us must be > 0, got {self.watermark_interval_us}")
+
+    def is_live(self, newest_ts_us: int, now_us: int) -> bool:
+        """Whether a symbol whose newest tick is ``newest_ts_us`` (read at ``now_us``) follows the clock."""
+        if self.mode == "auto":
+            return newest_ts_us >= now_us - self.live_window_us
+        return self.mode == "live"
+
+    def watermark(self, now_us: int) -> int:
+        """The live watermark at wall time ``now_us``: ticks stamped before it should have arrived."""
+        return now_us - self.max_delay_us
+
+
+@dataclass(slots=True)
+class WatermarkSchedule:
+    """Which ``ticks`` partitions the feed sends watermarks on, and when (pure bookkeeping, wall clock in µs).
+
+    A partition needs watermarks while it may hold an open live bar: from a live tick until the longest bar
+    that tick can be in has ended, plus the delay and the lateness (``hold_us``). After a (re)start every
+    partition the feed writes to is covered for that long, so bars opened before a crash still close on time.
+
+    >>> s = WatermarkSchedule(hold_us=60_000_000, interval_us=100_000)
+    >>> s.live_tick(3, now_us=0)
+    >>> s.due(now_us=0), s.due(now_us=50_000), s.due(now_us=100_000), s.due(now_us=61_000_000)
+    ([3], [], [3], [])
+    """
+
+    hold_us: int
+    interval_us: int
+    until: dict[int, int] = field(default_factory=dict)
+    _next_due: int = 0
+
+    def live_tick(self, partition: int, now_us: int) -> None:
+        """A live tick was routed to ``partition``."""
+        end = now_us + self.hold_us
+        if self.until.get(partition, end - 1) < end:
+            self.until[partition] = end
+
+    def cover(self, partitions: list[int], now_us: int) -> None:
+        """Cover these partitions from ``now_us`` for ``hold_us`` (after an assignment or a restart)."""
+        for p in partitions:
+            self.live_tick(p, now_us)
+
+    def due(self, now_us: int) -> list[int]:
+        """The partitions to send a watermark on now (at most once per interval); expired ones are dropped."""
+        if now_us < self._next_due or not self.until:
+            return []
+        self._next_due = now_us + self.interval_us
+        for p in [p for p, end in self.until.items() if end < now_us]:
+            del self.until[p]
+        return sorted(self.until)
