@@ -69,22 +69,32 @@ class EventTimePolicy:
 
 @dataclass(slots=True)
 class WatermarkSchedule:
-    """Which ``ticks`` partitions the feed sends watermarks on, and when (pure bookkeeping, wall clock in µs).
+    """Which ``ticks`` partitions the feed sends a watermark on, and when (pure bookkeeping, clock in µs).
 
     A partition needs watermarks while it may hold an open live bar: from a live tick until the longest bar
-    that tick can be in has ended, plus the delay and the lateness (``hold_us``). After a (re)start every
-    partition the feed writes to is covered for that long, so bars opened before a crash still close on time.
+    that tick can be in has ended, plus the delay and the lateness (``hold_us``). After a restart the
+    partitions the feed's checkpoint says were live are covered for that long, so bars opened before a crash
+    still close on time. A watermark is worth sending only when it passes a bar boundary (of any of
+    ``timeframes_us``, plus the lateness) that the partition's previous one did not: so about once per
+    shortest bar, right after the boundary, checked every ``interval_us``.
 
-    >>> s = WatermarkSchedule(hold_us=60_000_000, interval_us=100_000)
+    >>> s = WatermarkSchedule(hold_us=61_000_000, interval_us=100_000, timeframes_us=(1_000_000,))
     >>> s.live_tick(3, now_us=0)
-    >>> s.due(now_us=0), s.due(now_us=50_000), s.due(now_us=100_000), s.due(now_us=61_000_000)
-    ([3], [], [3], [])
+    >>> s.due(now_us=350_000, watermark_us=100_000), s.due(now_us=400_000, watermark_us=150_000)
+    ([3], [])
+    >>> s.due(now_us=1_100_000, watermark_us=850_000), s.due(now_us=1_300_000, watermark_us=1_050_000)
+    ([], [3])
+    >>> s.due(now_us=62_000_000, watermark_us=61_750_000)  # no live tick for longer than hold_us
+    []
     """
 
     hold_us: int
     interval_us: int
+    timeframes_us: tuple[int, ...] = (1_000_000,)
+    lateness_us: int = 0
     until: dict[int, int] = field(default_factory=dict)
-    _next_due: int = 0
+    sent: dict[int, int] = field(default_factory=dict)  # partition -> last watermark sent
+    _next_check: int = -(2**63)
 
     def live_tick(self, partition: int, now_us: int) -> None:
         """A live tick was routed to ``partition``."""
@@ -93,15 +103,57 @@ class WatermarkSchedule:
             self.until[partition] = end
 
     def cover(self, partitions: list[int], now_us: int) -> None:
-        """Cover these partitions from ``now_us`` for ``hold_us`` (after an assignment or a restart)."""
+        """Cover these partitions from ``now_us`` for ``hold_us`` (after a restart)."""
         for p in partitions:
             self.live_tick(p, now_us)
 
-    def due(self, now_us: int) -> list[int]:
-        """The partitions to send a watermark on now (at most once per interval); expired ones are dropped."""
-        if now_us < self._next_due or not self.until:
+    def _crossed(self, before: int | None, after: int) -> bool:
+        if before is None:
+            return True
+        late = self.lateness_us
+        return any((after - late) // tf > (before - late) // tf for tf in self.timeframes_us)
+
+    def due(self, now_us: int, watermark_us: int) -> list[int]:
+        """The partitions to send ``watermark_us`` on now (checked at most once per interval; a partition
+        gets it when it passes a bar boundary its last one did not). Expired partitions are dropped."""
+        if now_us < self._next_check or not self.until:
             return []
-        self._next_due = now_us + self.interval_us
+        self._next_check = now_us + self.interval_us
         for p in [p for p, end in self.until.items() if end < now_us]:
             del self.until[p]
-        return sorted(self.until)
+            self.sent.pop(p, None)
+        out = [p for p in sorted(self.until) if self._crossed(self.sent.get(p), watermark_us)]
+        for p in out:
+            self.sent[p] = watermark_us
+        return out
+
+
+@dataclass(slots=True)
+class DelayTracker:
+    """How far the feed's watermark trails its clock: at least the configured maximum delay, and at least
+    twice the largest delay of a live tick it has read in the last ``window_us`` (a loaded machine or a slow
+    broker delays ticks: the watermark then waits for them instead of making them late).
+
+    >>> d = DelayTracker(floor_us=250_000, window_us=10_000_000)
+    >>> d.delay(now_us=0)
+    250000
+    >>> d.observe(now_us=1_000_000, delay_us=400_000); d.delay(now_us=2_000_000)
+    800000
+    >>> d.delay(now_us=12_000_000)  # the slow tick is older than the window
+    250000
+    """
+
+    floor_us: int
+    window_us: int = 10_000_000
+    recent: list[tuple[int, int]] = field(default_factory=list)  # (seen at, delay), one per consumed batch
+
+    def observe(self, now_us: int, delay_us: int) -> None:
+        """The largest delay (clock minus tick time) of the live ticks of one consumed batch."""
+        if 2 * delay_us > self.floor_us:
+            self.recent.append((now_us, delay_us))
+
+    def delay(self, now_us: int) -> int:
+        cut = now_us - self.window_us
+        while self.recent and self.recent[0][0] < cut:
+            self.recent.pop(0)
+        return max([self.floor_us, *(2 * d for _, d in self.recent)])

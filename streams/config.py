@@ -259,8 +259,9 @@ class EventTimeSettings(_Frozen):
         250,
         ge=0,
         le=3_600_000,
-        description="how long after its timestamp a live tick may reach the feed and still count; a quiet "
-        "live bar closes this long after its end (watch stockpulse_tick_delay_seconds to choose it)",
+        description="how long after its timestamp a live tick may reach the feed and still count (the feed "
+        "waits longer while it sees longer delays); a quiet live bar closes this long after its end (watch "
+        "stockpulse_tick_delay_seconds to choose it)",
     )
     allowed_lateness_ms: int = Field(
         0,
@@ -273,7 +274,11 @@ class EventTimeSettings(_Frozen):
         60.0, ge=0, description="mode auto: ticks older than this when the feed reads them are a replay"
     )
     watermark_interval_ms: int = Field(
-        100, ge=1, le=60_000, description="how often the feed sends a watermark on a partition with live bars"
+        100,
+        ge=1,
+        le=60_000,
+        description="how often the feed checks whether a partition with live bars needs a watermark (one per "
+        "bar boundary passed)",
     )
 
     def policy(self) -> EventTimePolicy:

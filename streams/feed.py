@@ -10,10 +10,11 @@ Event time (:mod:`processors.event_time`): an ``EndOfStream`` message (Avro, or 
 "end_of_stream": true}``) ends a symbol's input: the batch with its last ticks is cut at once and names it in
 ``closed_symbols``. While a ``ticks`` partition may hold open live bars, and only when the last consume call
 drained the input (everything read so far is in published batches), the feed sends that partition its
-watermark (its clock minus ``event_time.max_delay_ms``) every ``event_time.watermark_interval_ms``: on the
-partition's open batch, or as a batch with no ticks. With several feed processes, producers must partition
-``ticks.raw`` by symbol with murmur2 (the Java client's default), so that one feed writes each ``ticks``
-partition and its watermark covers every tick there.
+watermark, its clock minus the delay (``event_time.max_delay_ms``, or twice the largest delay of a live tick
+in the last 10 s if more), each time it passes a bar boundary (checked every
+``event_time.watermark_interval_ms``): on the partition's open batch, or as a batch with no ticks. With
+several feed processes, producers must partition ``ticks.raw`` by symbol with murmur2 (the Java client's
+default), so that one feed writes each ``ticks`` partition and its watermark covers every tick there.
 
 Delivery: at-least-once with deterministic identities. The per-symbol sequencers and the next offset of every
 input partition are checkpointed in PostgreSQL after the producer has flushed (outputs acknowledged), so a
@@ -33,7 +34,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, TopicPartition
 
-from processors.event_time import WatermarkSchedule
+from processors.event_time import DelayTracker, WatermarkSchedule
 from processors.price_state import parse_timeframe
 from processors.ticks import FeedState, TickBatchBuilder, TickLimits, check_tick, partition_for
 from schemas.serde import AvroSerde, WireFormatError, value_header
@@ -41,7 +42,15 @@ from sinks.checkpoints import Checkpoint, SyncCheckpointStore
 from streams import kafka
 from streams.config import Settings
 from streams.deadletter import DeadLetterEncoder
-from streams.metrics import CHECKPOINTS, DEAD_LETTERS, MESSAGES, TICK_DELAY, TICKS, WATERMARKS
+from streams.metrics import (
+    CHECKPOINTS,
+    DEAD_LETTERS,
+    MESSAGES,
+    TICK_DELAY,
+    TICKS,
+    WATERMARK_DELAY,
+    WATERMARKS,
+)
 
 log = logging.getLogger("stockpulse.feed")
 SERVICE = "feed"
@@ -157,11 +166,15 @@ class FeedHandler:
         self._builders: dict[int, TickBatchBuilder] = {}
         self._batch_started = 0.0
         self.policy = settings.event_time.policy()
-        longest = max(parse_timeframe(tf) for tf in self.topics.timeframes)
+        timeframes = tuple(parse_timeframe(tf) for tf in self.topics.timeframes)
         p = self.policy
+        self.delay = DelayTracker(p.max_delay_us)
+        self._hold_us = max(timeframes) + p.allowed_lateness_us + p.watermark_interval_us  # plus the delay
         self.watermarks = WatermarkSchedule(
-            hold_us=longest + p.max_delay_us + p.allowed_lateness_us + p.watermark_interval_us,
+            hold_us=self._hold_us + p.max_delay_us,
             interval_us=p.watermark_interval_us,
+            timeframes_us=timeframes,
+            lateness_us=p.allowed_lateness_us,
         )
         self._last_checkpoint = time.monotonic()
         self._delivery_errors: list[str] = []
@@ -265,11 +278,13 @@ class FeedHandler:
             if len(builder) >= max_ticks:
                 self._publish(out, builder)
                 del self._builders[out]
-        for part, out in live_parts:
-            self.watermarks.live_tick(out, now)
-            self._state[part].live_outs[out] = now
         if live_parts:
             TICK_DELAY.observe(max(0, now - oldest_live) / 1e6)
+            self.delay.observe(now, now - oldest_live)
+            self.watermarks.hold_us = self._hold_us + self.delay.delay(now)
+            for part, out in live_parts:
+                self.watermarks.live_tick(out, now)
+                self._state[part].live_outs[out] = now
         self.last_process_end = time.perf_counter()
         self.stats.consumed += len(msgs)
         self.stats.valid += valid
@@ -286,13 +301,16 @@ class FeedHandler:
         return builder
 
     def send_watermarks(self) -> None:
-        """Call only when everything consumed so far is in batches: the watermark of each partition that may
-        hold open live bars goes on its open batch (published now) or on a batch of its own."""
+        """Call only when everything consumed so far is in batches: the watermark (the clock minus the
+        delay, :class:`DelayTracker`) of each partition that may hold open live bars, when it passes a bar
+        boundary, goes on the partition's open batch (published now) or on a batch of its own."""
         now = _now_us()
-        due = self.watermarks.due(now)
+        delay = self.delay.delay(now)
+        due = self.watermarks.due(now, now - delay)
         if not due:
             return
-        watermark = self.policy.watermark(now)
+        watermark = now - delay
+        WATERMARK_DELAY.set(delay / 1e6)
         for out in due:
             builder = self._builders.pop(out, None) or TickBatchBuilder()
             builder.watermark_us = watermark

@@ -70,6 +70,10 @@ LATE_TICKS = Counter(
 WATERMARKS = Counter(
     "stockpulse_watermarks", "Watermarks the feed sent, and the price service received", ["service"]
 )
+WATERMARK_DELAY = Gauge(
+    "stockpulse_watermark_delay_seconds",
+    "How far the feed's watermark trails its clock: the maximum delay, or twice the largest recent delay",
+)
 TICK_DELAY = Histogram(
     "stockpulse_tick_delay_seconds",
     "Per consumed batch, the largest delay (feed clock minus tick time) of its live ticks: choose "

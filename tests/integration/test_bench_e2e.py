@@ -64,6 +64,9 @@ def test_the_result_has_what_the_readme_and_the_regression_check_read(result: di
     (lat,) = result["latency"]
     assert lat["rate"] == 1_000 and lat["tick_to_signal_ms"]["n"] > 0
     assert {"p50", "p99", "p99_9"} <= set(lat["tick_to_signal_ms"])
+    # the live phase's bars close on the symbols' ticks or the feed's watermarks; late ticks are counted
+    assert lat["stages_ms"]["bar_end_to_close"]["n"] > 0 and isinstance(lat["late_ticks"], int)
+    assert result["config"]["event_time"]["max_delay_ms"] > 0
     assert set(result["services"]) == set(SERVICES)
     for s in result["services"].values():
         assert s["peak_rss_mb"] > 10 and s["cpu_s_per_1m_ticks_tick_batch"] >= 0

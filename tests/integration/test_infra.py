@@ -73,6 +73,9 @@ REQUIRED_METRICS = (
     "stockpulse_inference_total",
     "stockpulse_cache_requests_total",
     "stockpulse_sink_errors_total",
+    "stockpulse_late_ticks_total",
+    "stockpulse_watermark_delay_seconds",
+    "stockpulse_tick_delay_seconds_bucket",
 )
 ENV_NAME = re.compile(r"\bSTOCKPULSE_[A-Z0-9_]+\b")
 TF_TIMEOUT_S = 120

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processors.bars import aggregate
-from processors.event_time import EventTimePolicy, WatermarkSchedule
+from processors.event_time import DelayTracker, EventTimePolicy, WatermarkSchedule
 from processors.price_state import PriceOutput, PricePartition, parse_timeframes
 
 TFS = parse_timeframes(["1s", "1m"])
@@ -209,9 +209,22 @@ def test_version_1_checkpoints_still_load() -> None:
 
 
 def test_the_watermark_schedule_covers_partitions_until_their_bars_can_have_closed() -> None:
-    s = WatermarkSchedule(hold_us=61_000_000, interval_us=100_000)
-    assert s.due(0) == []  # nothing live: no watermarks at all
+    s = WatermarkSchedule(hold_us=61_000_000, interval_us=100_000, timeframes_us=(1_000_000, 60_000_000))
+    assert s.due(0, -250_000) == []  # nothing live: no watermarks at all
     s.cover([1, 2], now_us=0)
     s.live_tick(2, now_us=30_000_000)
-    assert s.due(50_000_000) == [1, 2] and s.due(50_050_000) == []
-    assert s.due(62_000_000) == [2] and s.due(92_000_000) == []
+    assert s.due(50_000_000, 49_750_000) == [1, 2] and s.due(50_050_000, 49_800_000) == []
+    assert s.due(50_200_000, 49_950_000) == [], "no bar boundary passed since the last one"
+    assert s.due(50_300_000, 50_050_000) == [1, 2], "the 50 s boundary passed"
+    assert s.due(62_000_000, 61_750_000) == [2] and s.due(92_000_000, 91_750_000) == []
+
+
+def test_the_watermark_delay_adapts_to_the_delays_the_feed_sees() -> None:
+    d = DelayTracker(floor_us=250_000, window_us=10_000_000)
+    d.observe(0, 100_000)  # below half the floor: changes nothing
+    assert d.delay(0) == 250_000
+    d.observe(1_000_000, 700_000)
+    d.observe(2_000_000, 300_000)
+    assert (
+        d.delay(3_000_000) == 1_400_000 and d.delay(11_500_000) == 600_000 and d.delay(13_000_000) == 250_000
+    )

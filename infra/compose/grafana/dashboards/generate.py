@@ -4,7 +4,9 @@ Kept as code so panels stay consistent; the JSON is committed so Grafana needs n
 Metric names are the pipeline's: stockpulse_messages_total{service,topic},
 stockpulse_ticks_total{service}, stockpulse_stage_latency_seconds_bucket{stage},
 stockpulse_consumer_lag{service,topic,partition}, stockpulse_inference_total{path},
-stockpulse_cache_requests_total{result}, stockpulse_sink_errors_total{sink}.
+stockpulse_cache_requests_total{result}, stockpulse_sink_errors_total{sink}, stockpulse_late_ticks_total
+{timeframe}, stockpulse_watermark_delay_seconds, stockpulse_tick_delay_seconds_bucket,
+stockpulse_watermarks_total{service}.
 """
 
 from __future__ import annotations
@@ -288,6 +290,45 @@ def build() -> dict:
             "short",
             w=24,
             description="Messages sent to the dead-letter topic, by the reason the feed or a worker gave.",
+        ),
+        row(70, "Event time", 59),
+        timeseries(
+            71,
+            "Late ticks / s by bar timeframe",
+            0,
+            60,
+            [("sum by (timeframe) (rate(stockpulse_late_ticks_total[$__rate_interval]))", "{{timeframe}}")],
+            "short",
+            w=8,
+            description="Ticks that came after their bar was published (dead-lettered as late_tick).",
+        ),
+        timeseries(
+            72,
+            "Tick delay at the feed p99 and watermark delay",
+            8,
+            60,
+            [
+                (
+                    "histogram_quantile(0.99, sum by (le) "
+                    "(rate(stockpulse_tick_delay_seconds_bucket[$__rate_interval])))",
+                    "tick delay p99",
+                ),
+                ("max(stockpulse_watermark_delay_seconds)", "watermark delay"),
+            ],
+            "s",
+            w=8,
+            description="Keep STOCKPULSE_EVENT_TIME__MAX_DELAY_MS above the tick delay: a live tick delayed "
+            "more than the watermark delay is late.",
+        ),
+        timeseries(
+            73,
+            "Watermarks / s",
+            16,
+            60,
+            [("sum by (service) (rate(stockpulse_watermarks_total[$__rate_interval]))", "{{service}}")],
+            "short",
+            w=8,
+            description="Sent by the feed on partitions with open live bars; applied by the price service.",
         ),
     ]
     return {
