@@ -95,13 +95,13 @@ class Checkpointer:
         topics: list[str],
         interval_s: float,
         state_of: Callable[[int], PartitionState | None],
-        partitions: StatePartitions | None = None,
+        partitions: StatePartitions,
     ) -> None:
         self.store = store
         self.service = service
         self.group_id = group_id
         self.topics = topics
-        self.partitions = partitions or StatePartitions({t: 1 << 30 for t in topics})
+        self.partitions = partitions
         self.interval_s = interval_s
         self._state_of = state_of
         self.restored_next: dict[tuple[str, int], int] = {}
