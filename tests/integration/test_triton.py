@@ -64,6 +64,18 @@ def _triton_matches_fallback(url: str) -> bool:
 def signal_triton(stack_settings: Settings) -> TritonSettings:
     """Triton settings of the stack, with ``signal`` loaded from the committed files."""
     url = stack_settings.triton.grpc_url
+    if os.environ.get("STOCKPULSE_TEST_EXTERNAL_STACK") != "1":
+        from infra.local import stack
+
+        # Earlier tests stop and start Triton; tritonserver 2.51 has been seen to die (SIGSEGV) when a client
+        # disconnects. Start it again if it is not up (a no-op when it is), and show why it was down.
+        (status,) = stack.status(stack_settings, ["triton"])
+        if not status.healthy:
+            print(
+                "local Triton was down; its log ends:",
+                *stack.logs(stack_settings, "triton", 15).get("triton", []),
+            )
+            stack.up(stack_settings, ["triton"])
     if _triton_matches_fallback(url):
         return stack_settings.triton
     if os.environ.get("STOCKPULSE_TEST_EXTERNAL_STACK") == "1":
