@@ -117,10 +117,14 @@ def test_triton_outage_falls_back_and_recovers_without_a_gap(
     with pipeline(stack_settings, "triton-outage") as run:
         run.start()
         run.send(ticks, 0, n // 3, rate=3000)
+        s = run.settings
+        serde = AvroSerde.for_record("Signal")
         stack.down(stack_settings, ["triton"])
         try:
             run.send(ticks, n // 3, 2 * n // 3, rate=3000)
-            time.sleep(2)
+            # Triton stays down until signals were made without it (the services may still be starting)
+            read_topic(s, s.topics.signals, until=lambda v: any(x["inference_path"] == "fallback" for x in v),
+                       timeout=120, decode=serde.decode)  # fmt: skip
         finally:
             stack.up(stack_settings, ["triton"])
         asyncio.run(_until_triton_serves(stack_settings))  # its first inference after a start is slow
@@ -129,9 +133,8 @@ def test_triton_outage_falls_back_and_recovers_without_a_gap(
         run.finish(ticks, BAD)
         run.wait_settled(n, timeout=180)
         snap = run.snapshot()
-        s = run.settings
         signals = read_topic(s, s.topics.signals, until=lambda v: len(v) >= len(snap["signals"]), timeout=20,
-                             decode=AvroSerde.for_record("Signal").decode)  # fmt: skip
+                             decode=serde.decode)  # fmt: skip
     paths = [sig["inference_path"] for sig in sorted(signals, key=lambda x: (x["symbol"], x["start_us"]))]
     assert "fallback" in paths and "triton" in paths, f"paths seen: {set(paths)}"
     assert [row[:4] for row in snap["signals"]] == [row[:4] for row in clean["snapshot"]["signals"]], (
