@@ -1,9 +1,10 @@
-"""End-to-end benchmark: the five services as separate processes on the local stack, every store written.
+"""End-to-end benchmark: the processes of the topology (``STOCKPULSE_TOPOLOGY``: feed, engine, sink when
+chained; feed, price, signal, order, sink when split) on the local stack, every store written.
 
 One run, on its own namespace (topics ``<run>.*``, consumer groups, Redis prefix, ClickHouse database and
 PostgreSQL schema, as :func:`streams.demo.run_settings`):
 
-1. start ``stockpulse feed`` and ``stockpulse worker price|signal|order|sink``; the warm-up (40 s of
+1. start ``stockpulse feed`` and the workers of the topology (:mod:`streams.topology`); the warm-up (40 s of
    simulated history for the latency symbols ``L*``, through ``ticks.raw``) must reach ClickHouse and the
    signals topic before anything is timed, so process start-up and group joins are not measured;
 2. throughput, first input to the last signal on the topic AND the last row in every store (ClickHouse
@@ -51,11 +52,11 @@ from streams import kafka
 from streams.config import Settings, get_settings
 from streams.demo import run_settings, settings_env, spawn, stop
 from streams.kafka import create_topics
+from streams.topology import processes
 
 __all__ = ["QUICK", "Config", "markdown", "run", "run_config"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SERVICES = ("feed", "price", "signal", "order", "sink")
 SIGNAL_TIMEFRAMES = ("1s", "1m")
 STORE_KEYS = (
     "clickhouse.ticks",
@@ -241,9 +242,9 @@ class _Run:
         self.tally = Tally(s)
         self.tally.start()
         t_start = time.time()
-        for name in SERVICES:
-            args = ["feed"] if name == "feed" else ["worker", name]
-            self.procs[name] = spawn(args, self.env, self.logs / f"{self.run}-{name}.log")
+        for proc in processes(s.topology):
+            name = proc.name
+            self.procs[name] = spawn(list(proc.command), self.env, self.logs / f"{self.run}-{name}.log")
             self.trees[name] = ProcTree(self.procs[name].pid)
         producer = kafka.producer(s)
         self.produce_ticks("L", *encode_ticks(warm), producer)
@@ -277,12 +278,14 @@ class _Run:
             "timeframes": list(s.topics.timeframes),
             "signal_timeframes": list(SIGNAL_TIMEFRAMES),
             "event_time": s.event_time.model_dump(),
+            "topology": s.topology,
+            "processes": {p.name: list(p.stages) for p in processes(s.topology)},
             "tick_partitions": s.topics.tick_partitions,
             "feed_batch_max_ticks": s.feed.batch_max_ticks,
         }
         return assemble(
             self.run, {**asdict(cfg), **settings}, exp, single, batched, baseline, latency, reconcile,
-            {name: {"peak_rss_mb": rss[name], "idle_cpu_cores": idle[name]} for name in SERVICES},
+            {name: {"peak_rss_mb": rss[name], "idle_cpu_cores": idle[name]} for name in self.procs},
             load, {"prep_s": round(prep_s, 1), "startup_s": round(startup_s, 1)},
         )  # fmt: skip
 

@@ -32,6 +32,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from schemas.serde import AvroSerde
 from sinks.clickhouse_columns import KEYS
 from streams.config import Settings
+from streams.topology import workers
 
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -339,7 +340,8 @@ def drop_namespace(settings: Settings, topics: Sequence[str]) -> list[str]:
         client.close()
     except Exception as exc:
         failed.append(f"redis: {exc}")
-    leaders = [f"{group}-{svc}-__assignor-__leader" for svc in ("price", "signal", "order", "sink")]
+    names = dict.fromkeys((*workers("chained"), *workers("split")))
+    leaders = [f"{group}-{svc}-__assignor-__leader" for svc in names]
     try:
         admin = kafka.admin(settings)  # keep a reference: the futures fail if the client is collected
         existing = set(kafka.list_topics(settings))

@@ -127,7 +127,7 @@ def assemble(
             "tick_batch_pipeline_over_baseline": round(batched["ticks_per_s"] / base, 3),
             "single_tick_pipeline_over_baseline": round(single["ticks_per_s"] / base, 3),
             "single_tick_over_tick_batch": round(single["ticks_per_s"] / batched["ticks_per_s"], 3),
-            # CPU per tick, raw loop / all five services: steadier than wall time on a loaded machine
+            # CPU per tick, raw loop / all the pipeline's processes: steadier than wall time when loaded
             "cpu_baseline_over_pipeline_tick_batch": round(baseline["cpu_s_per_1m_ticks"] / cpu_b, 3),
             "cpu_baseline_over_pipeline_single_tick": round(baseline["cpu_s_per_1m_ticks"] / cpu_a, 3),
         },
@@ -209,7 +209,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{s['cpu_s_per_1m_ticks_tick_batch']:,.1f} | {s['idle_cpu_cores']:.2f} "
             f"| {s['peak_rss_mb']:,.0f} |"
         )
-    lines.append(f"| all five | {total_a:,.1f} | {total_b:,.1f} | | |")
+    lines.append(f"| all | {total_a:,.1f} | {total_b:,.1f} | | |")
     bl = t["baseline"]
     lines.append(f"| baseline process | | {bl['cpu_s_per_1m_ticks']:,.1f} | | {bl['peak_rss_mb']:,.0f} |")
     r, load = result["ratios"], result["load_avg"]
@@ -217,7 +217,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"TickBatch pipeline / baseline: **{r['tick_batch_pipeline_over_baseline']:.2f}**; single-tick "
         f"pipeline / baseline: {r['single_tick_pipeline_over_baseline']:.2f} (baseline: best of "
-        f"{t['baseline']['passes']} passes). CPU per tick, baseline / all five services: "
+        f"{t['baseline']['passes']} passes). CPU per tick, baseline / all the pipeline's processes: "
         f"{r['cpu_baseline_over_pipeline_tick_batch']:.3f} (b), "
         f"{r['cpu_baseline_over_pipeline_single_tick']:.3f} (a). Load average (1 min) at start "
         f"{load['start'][0]:.2f}, after the throughput phases {load['after_throughput'][0]:.2f}, at the end "

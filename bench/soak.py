@@ -1,4 +1,4 @@
-"""Soak: the five services at a steady input rate for N minutes; RSS, lag and latency over time.
+"""Soak: the processes of the topology at a steady input rate for N minutes; RSS, lag and latency over time.
 
 ``stockpulse bench soak --minutes N [--rate R]`` starts the services as processes on their own namespace
 (as :mod:`bench.e2e`), sends simulated ticks (event time = wall clock) at ``R`` ticks/s through
@@ -40,9 +40,9 @@ from streams import kafka
 from streams.config import Settings, get_settings
 from streams.demo import run_settings, settings_env, spawn, stop
 from streams.kafka import create_topics
+from streams.topology import processes
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SERVICES = ("feed", "price", "signal", "order", "sink")
 
 
 @dataclass(frozen=True)
@@ -119,9 +119,9 @@ class _Soak:
         create_topics(s)
         tally = Tally(s)
         tally.start()
-        for name in SERVICES:
-            args = ["feed"] if name == "feed" else ["worker", name]
-            self.procs[name] = spawn(args, self.env, self.logs / f"{self.run}-{name}.log")
+        for proc in processes(s.topology):
+            name = proc.name
+            self.procs[name] = spawn(list(proc.command), self.env, self.logs / f"{self.run}-{name}.log")
             self.trees[name] = ProcTree(self.procs[name].pid)
         stores = Stores(s)
         producer = kafka.producer(s, on_delivery=self._on_delivery, **{"linger.ms": cfg.producer_linger_ms})
@@ -194,7 +194,8 @@ def analyse(samples: list[dict[str, Any]], cfg: SoakConfig) -> dict[str, Any]:
     """Slopes over the second half and the flags (see the module docstring)."""
     half = [x for x in samples if x["t_s"] >= samples[-1]["t_s"] / 2] if samples else []
     t = [x["t_s"] for x in half]
-    rss = {n: slope_per_min(t, [x["rss_mb"][n] for x in half]) for n in SERVICES}
+    names = list(samples[0]["rss_mb"]) if samples else []
+    rss = {n: slope_per_min(t, [x["rss_mb"][n] for x in half]) for n in names}
     lag = slope_per_min(t, [x["lag_ticks"] for x in half])
     leaks = [n for n, v in rss.items() if v > cfg.rss_mb_per_min]
     third = len(samples) // 3
@@ -228,7 +229,7 @@ def _plot(result: dict[str, Any], name: str) -> str | None:
     samples = result["samples"]
     t = [x["t_s"] / 60 for x in samples]
     fig, (a, b) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
-    for svc in SERVICES:
+    for svc in samples[0]["rss_mb"] if samples else ():
         a.plot(t, [x["rss_mb"][svc] for x in samples], label=svc)
     a.set_ylabel("RSS (MB)")
     a.legend(fontsize=8)

@@ -243,14 +243,25 @@ def simulate(
 
 
 @app.command()
-def worker(service: str = typer.Argument(..., help="Service to run: price, signal, order or sink.")) -> None:
-    """Run a Faust stream-processing service (its own app and consumer group)."""
-    from streams.services import SERVICES, run_service
+def worker(
+    service: str = typer.Argument(
+        ...,
+        help="Worker to run: engine or sink (STOCKPULSE_TOPOLOGY=chained, the default); price, signal, "
+        "order or sink (split).",
+    ),
+) -> None:
+    """Run a Faust stream-processing worker of the topology (its own app and consumer group)."""
+    from streams.services import run_service
+    from streams.topology import workers
 
-    if service not in SERVICES:
-        _fail(f"unknown service {service!r}; choose one of {sorted(SERVICES)}")
+    settings = get_settings()
+    if service not in workers(settings.topology):
+        _fail(
+            f"unknown worker {service!r} in the {settings.topology} topology; choose one of "
+            f"{', '.join(workers(settings.topology))} (or set STOCKPULSE_TOPOLOGY=chained|split)"
+        )
     _logging()
-    _check_topics(get_settings())
+    _check_topics(settings)
     try:
         run_service(service)
     except PartitionCountError as exc:

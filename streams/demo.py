@@ -1,10 +1,10 @@
 """``stockpulse demo``: the whole pipeline on the local stack with real data, and a summary that adds up.
 
 Steps: a namespace for this run (topics ``demo-<id>.*``, Redis prefix, ClickHouse database and PostgreSQL
-schema ``demo_<id>``, so earlier runs do not blur the counts) -> the feed handler and the price, signal,
-order and sink services as separate processes (as in production) -> replay of the real recordings in
-``../shared/data`` plus three deliberately bad messages -> wait until every replayed tick is either in a
-1-second bar or in the dead-letter topic, and the stores hold what the topics carried -> summary.
+schema ``demo_<id>``, so earlier runs do not blur the counts) -> the processes of the topology (as in
+production: the feed, the engine and the sink by default; :mod:`streams.topology`) -> replay of the real
+recordings in ``../shared/data`` plus three deliberately bad messages -> wait until every replayed tick is
+either in a 1-second bar or in the dead-letter topic, and the stores hold what the topics carried -> summary.
 """
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ from streams.kafka import create_topics
 from streams.sources.producer import TickProducer
 from streams.sources.recordings import load_recording
 from streams.stores import clickhouse_config, clickhouse_history, postgres_orders, redis_state
+from streams.topology import processes
 
 DEFAULT_FILES = (
     "eurusd_2020-01-01_quotes.csv",
     "truefx_usdjpy_2013-01_quotes.csv",
     "binance_btcusdt_trades.parquet",
 )
-SERVICES = ("feed", "price", "signal", "order", "sink")
 _PARTITION_FIELDS = ("tick_partitions", "bar_partitions", "signal_partitions", "order_partitions")
 DEMO_TS = 1_577_898_000_000_000
 
@@ -66,6 +66,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "STOCKPULSE_REDIS__KEY_PREFIX": settings.redis.key_prefix,
         "STOCKPULSE_CLICKHOUSE__DATABASE": settings.clickhouse.database,
         "STOCKPULSE_POSTGRES__SCHEMA_NAME": settings.postgres.schema_name,
+        "STOCKPULSE_TOPOLOGY": settings.topology,
     }
 
 
@@ -246,11 +247,10 @@ def run_demo(settings: Settings, files: list[Path] | None, timeout: float, conso
     logs = settings.stack.dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = settings_env(s)
-    console.print(f"[bold]demo run {run}[/bold]: services {', '.join(SERVICES)}; logs in {logs}/{run}-*.log")
-    procs = {
-        name: spawn(["feed"] if name == "feed" else ["worker", name], env, logs / f"{run}-{name}.log")
-        for name in SERVICES
-    }
+    layout = processes(s.topology)
+    names = ", ".join(f"{p.name} ({'+'.join(p.stages)})" if len(p.stages) > 1 else p.name for p in layout)
+    console.print(f"[bold]demo run {run}[/bold]: {s.topology} topology: {names}; logs in {logs}/{run}-*.log")
+    procs = {p.name: spawn(list(p.command), env, logs / f"{run}-{p.name}.log") for p in layout}
     tally = Tally(s)
     t0 = time.perf_counter()
     bad = bad_messages()

@@ -3,8 +3,11 @@
 Reads single-tick messages from ``ticks.raw`` (Avro ``Tick`` in the Confluent wire format, or JSON objects
 ``{"symbol", "ts_us", "price", "size"}`` for simple producers), validates them, routes invalid ones to the
 dead-letter topic with the reason, assigns per-symbol gap-free sequence numbers, and publishes columnar
-``TickBatch`` messages to ``ticks``: one batch per output partition (the symbol's murmur2 partition), cut at
-``batch_max_ticks`` ticks or ``batch_max_ms`` milliseconds.
+``TickBatch`` messages to ``ticks``: one batch per output partition (the symbol's murmur2 partition). Smart
+batching: each loop takes whatever has arrived (up to ``consume_batch`` messages, waiting only when nothing
+has) and publishes the batches as soon as it has drained its input, so a batch is small at a low rate (low
+latency) and large at a high one; a batch is also cut at ``batch_max_ticks`` ticks, and after
+``batch_max_ms`` milliseconds while the input never drains.
 
 Event time (:mod:`processors.event_time`): an ``EndOfStream`` message (Avro, or JSON ``{"symbol": ...,
 "end_of_stream": true}``) ends a symbol's input: the batch with its last ticks is cut at once and names it in
@@ -365,6 +368,18 @@ class FeedHandler:
         self.stats.checkpoints += 1
         CHECKPOINTS.labels(SERVICE).inc()
 
+    def _take(self, most: int, wait_s: float) -> list[Message]:
+        """Smart batching: whatever has arrived, up to ``most`` messages, without waiting; only when nothing
+        has, wait up to ``wait_s`` for the first message and take what came with it. (``consume(n, t)``
+        alone waits for ``n`` messages or the whole ``t``: a fixed time cut at low rates.)"""
+        msgs: list[Message] = self._consumer.consume(num_messages=most, timeout=0)
+        if msgs:
+            return msgs
+        msgs = self._consumer.consume(num_messages=1, timeout=wait_s)
+        if msgs and most > 1:
+            msgs += self._consumer.consume(num_messages=most - 1, timeout=0)
+        return msgs
+
     def stop(self, *_: Any) -> None:
         self._running = False
 
@@ -381,7 +396,7 @@ class FeedHandler:
         last_input = time.monotonic()
         try:
             while self._running:
-                msgs = self._consumer.consume(num_messages=take, timeout=min(max_ms, 0.05))
+                msgs = self._take(take, min(max_ms, 0.05))
                 if msgs:
                     self.process(msgs)
                     last_input = time.monotonic()
@@ -391,9 +406,10 @@ class FeedHandler:
                     and time.monotonic() - max(last_input, self._assigned_at) > idle_exit_s
                 ):
                     break
-                if len(msgs) < take:  # drained what the broker had: a watermark cannot overtake a tick
+                if len(msgs) < take:  # drained what had arrived: publish it (a watermark cannot overtake it)
                     self.send_watermarks()
-                if self._batch_started and time.monotonic() - self._batch_started >= max_ms:
+                    self.flush_batches()
+                elif self._batch_started and time.monotonic() - self._batch_started >= max_ms:
                     self.flush_batches()
                 self.checkpoint()
                 self._producer.poll(0)

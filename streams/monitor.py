@@ -24,16 +24,14 @@ from processors.anomaly import Anomaly, AnomalyDetector, DetectorConfig, MetricS
 from schemas.serde import AvroSerde
 from streams.config import Settings
 from streams.scrape import STAGES, Scrape, interval_metrics, scrape
+from streams.topology import STAGES as STAGES_BY_NAME
 
 log = logging.getLogger("stockpulse.monitor")
 
-#: stage latency -> the pipeline stage it points at
+#: stage latency -> the pipeline stage it points at (from the topology; inference is its own suspect)
 STAGE_OF = {
-    "tick_to_bar": "price",
-    "bar_to_indicator": "price",
+    **{series: stage.name for stage in STAGES_BY_NAME.values() for series in stage.latencies},
     "inference": "inference",
-    "tick_to_signal": "signal",
-    "tick_to_order": "order",
 }
 
 

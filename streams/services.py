@@ -1,4 +1,8 @@
-"""The stream services started by ``stockpulse worker NAME``: each its own Faust app and consumer group."""
+"""The worker processes started by ``stockpulse worker NAME``: each its own Faust app and consumer group.
+
+Which names exist depends on the topology (``STOCKPULSE_TOPOLOGY``, :mod:`streams.topology`): ``engine``
+and ``sink`` when chained, ``price``, ``signal``, ``order`` and ``sink`` when split.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,12 @@ import importlib
 
 import faust
 
-from streams.config import get_settings
+from streams.config import Settings, get_settings
+from streams.topology import process_named
 
-#: service name -> module with ``build(settings) -> faust.App``
-SERVICES = {
+#: worker process name -> module with ``build(settings) -> faust.App``
+MODULES = {
+    "engine": "streams.apps.engine",
     "price": "streams.apps.price",
     "signal": "streams.apps.signal",
     "order": "streams.apps.order",
@@ -17,19 +23,23 @@ SERVICES = {
 }
 
 
-def build_service(name: str) -> faust.App:
-    module = importlib.import_module(SERVICES[name])
-    app: faust.App = module.build(get_settings())
+def build_service(name: str, settings: Settings | None = None) -> faust.App:
+    """The Faust app of worker ``name``; raises ValueError for a name the topology does not have."""
+    settings = settings or get_settings()
+    process_named(name, settings.topology)  # refuse a worker of the other topology, naming the setting
+    if name not in MODULES:
+        raise ValueError(f"{name!r} is not a worker process (the feed runs with `stockpulse feed`)")
+    module = importlib.import_module(MODULES[name])
+    app: faust.App = module.build(settings)
     return app
 
 
 def run_service(name: str) -> None:
-    """Run one service until SIGTERM/SIGINT (Faust's worker handles the signals and a clean shutdown)."""
+    """Run one worker until SIGTERM/SIGINT (Faust's worker handles the signals and a clean shutdown)."""
     from streams.metrics import serve_metrics
 
     settings = get_settings()
+    app = build_service(name, settings)
     serve_metrics(settings.metrics_port)
-    app = build_service(name)
-    level = settings.log_level
-    worker = faust.Worker(app, loglevel=level, quiet=True)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()

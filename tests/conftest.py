@@ -43,7 +43,7 @@ def ticks(stack_settings: Settings) -> Ticks:
 
 @pytest.fixture(scope="session")
 def clean(stack_settings: Settings, ticks: Ticks) -> dict[str, Any]:
-    """A clean run: every service up for the whole replay, plus three bad messages."""
+    """A clean run in the default topology: every process up for the whole replay, plus three bad messages."""
     with pipeline(stack_settings, "clean") as run:
         run.start()
         run.send(ticks)
@@ -52,7 +52,14 @@ def clean(stack_settings: Settings, ticks: Ticks) -> dict[str, Any]:
         sql = _stockpulse_sql(run, "--format", "json", "SELECT count() AS n FROM ticks FINAL")
         counts = run.wait_settled(len(ticks))
         analyst = _stockpulse_sql(run, "--file", str(ANALYST_QUERIES))  # services still up, data complete
-        return {"run": run, "snapshot": run.snapshot(), "counts": counts, "sql": sql, "analyst": analyst}
+        return {
+            "run": run,
+            "snapshot": run.snapshot(),
+            "topics": run.topic_contents(),
+            "counts": counts,
+            "sql": sql,
+            "analyst": analyst,
+        }
 
 
 def _stockpulse_sql(run: PipelineRun, *args: str) -> subprocess.CompletedProcess[str]:

@@ -53,7 +53,7 @@ class StatefulService(ABC, Generic[S]):
         )
         self.inputs = inputs
         self.dead_topic = raw_topic(self.app, settings.topics.dead_letter)
-        self.dead = DeadLetterEncoder(self.service)
+        self._dead_encoders: dict[str, DeadLetterEncoder] = {}
         self.states: dict[int, S] = {}
         self.pending: list[EventT] = []
         self.store = CheckpointStore(settings.postgres.dsn.get_secret_value())
@@ -165,11 +165,23 @@ class StatefulService(ABC, Generic[S]):
         MESSAGES.labels(self.service, topic.get_topic_name(), "out").inc()
 
     async def dead_letter(
-        self, code: str, reason: str, topic: str, part: int, offset: int, payload: bytes | None
+        self,
+        code: str,
+        reason: str,
+        topic: str,
+        part: int,
+        offset: int,
+        payload: bytes | None,
+        stage: str | None = None,
     ) -> None:
-        value = self.dead.encode(code, reason, topic, part, offset, None, payload)
+        """Dead-letter a record, naming the stage that rejected it (default: the service)."""
+        name = stage or self.service
+        encoder = self._dead_encoders.get(name)
+        if encoder is None:
+            encoder = self._dead_encoders[name] = DeadLetterEncoder(name)
+        value = encoder.encode(code, reason, topic, part, offset, None, payload)
         await self.send(self.dead_topic, value)
-        DEAD_LETTERS.labels(self.service, code).inc()
+        DEAD_LETTERS.labels(name, code).inc()
 
     async def checkpoint(self) -> None:
         await self.checkpointer.checkpoint(self.flush_outputs, self._ack_and_commit)

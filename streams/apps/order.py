@@ -15,6 +15,7 @@ The global kill switch: ``STOCKPULSE_ORDER__KILL_SWITCH=true`` at start, or at r
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -34,13 +35,19 @@ from streams.stores import redis_state
 log = logging.getLogger("stockpulse.order")
 
 
-class OrderService(StatefulService[OrderBook]):
-    service = "order"
-    colocated = True
+class OrderStage:
+    """The order step, run by a host service (its own ``order`` worker, or the chained engine): risk checks
+    and paper execution on a partition's :class:`OrderBook`, the kill switch polled on a timer of the host."""
 
-    def __init__(self, settings: Settings) -> None:
+    name = "order"
+
+    def __init__(
+        self, host: StatefulService[Any], settings: Settings, books: Callable[[], Iterable[OrderBook]]
+    ) -> None:
         t, o = settings.topics, settings.order
-        super().__init__(settings, [t.signals, t.ticks], o.checkpoint_s)
+        self.host = host
+        self.settings = settings
+        self.books = books
         self.base_limits = self.limits = RiskLimits(
             order_quantity=o.order_quantity,
             max_position=o.max_position,
@@ -51,23 +58,21 @@ class OrderService(StatefulService[OrderBook]):
         )
         self.timeframes_us = tuple(parse_timeframe(tf) for tf in settings.signal.timeframes)
         self.policy = settings.event_time.policy()
-        self.orders_topic = raw_topic(self.app, t.orders)
-        self.fills_topic = raw_topic(self.app, t.fills)
-        self.signal_serde = AvroSerde.for_record("Signal")
-        self.ticks_serde = AvroSerde.for_record("TickBatch")
+        self.orders_topic = raw_topic(host.app, t.orders)
+        self.fills_topic = raw_topic(host.app, t.fills)
         self.order_serde = AvroSerde.for_record("Order")
         self.fill_serde = AvroSerde.for_record("Fill")
         self.redis = redis_state(settings)
-        self.timer(o.kill_switch_poll_s, self._poll_kill_switch)
+        host.timer(o.kill_switch_poll_s, self.poll_kill_switch)
 
-    async def on_open(self) -> None:
+    async def open(self) -> None:
         try:
             await self.redis.open()
-            await self._poll_kill_switch()
+            await self.poll_kill_switch()
         except SinkError as exc:
             log.warning("kill switch in Redis not readable at start (%s); trying again every poll", exc)
 
-    async def _poll_kill_switch(self) -> None:
+    async def poll_kill_switch(self) -> None:
         try:
             if not self.redis.is_open:
                 await self.redis.open()
@@ -82,14 +87,70 @@ class OrderService(StatefulService[OrderBook]):
         if limits != self.limits:
             log.warning("kill switch %s%s", "ENGAGED" if engaged else "released", f": {why}" if why else "")
             self.limits = limits
-            for book in self.states.values():
+            for book in self.books():
                 book.limits = limits
 
-    def new_state(self, partition: int) -> OrderBook:
+    def new_state(self) -> OrderBook:
         return OrderBook(self.limits, self.timeframes_us, self.policy)
 
-    def load_state(self, partition: int, blob: bytes) -> OrderBook:
+    def load_state(self, blob: bytes) -> OrderBook:
         return OrderBook.from_bytes(blob, self.limits, self.timeframes_us, self.policy)
+
+    async def on_signal(self, signal: dict[str, Any], book: OrderBook) -> None:
+        """Queue one decoded Signal; publish the orders and fills it completes. Raises ValueError for a
+        signal the books cannot take (a timeframe not in ``STOCKPULSE_SIGNAL__TIMEFRAMES``)."""
+        orders, fills = book.on_signal(signal, parse_timeframe(signal["timeframe"]))
+        await self._publish(orders, fills)
+
+    async def on_ticks(self, batch: dict[str, Any], book: OrderBook) -> None:
+        """Apply one decoded TickBatch (ticks, watermark, ended inputs); publish what it decides."""
+        orders, fills = book.on_tick_batch(
+            batch["symbols"], batch["symbol_index"], batch["ts_us"], batch["price"], batch["seq"],
+            batch["ingest_us"],
+        )  # fmt: skip
+        if batch["watermark_us"] or batch["closed_symbols"]:  # no next tick will come for some signals
+            o, f = book.on_progress(batch["watermark_us"], batch["closed_symbols"])
+            orders, fills = orders + o, fills + f
+        await self._publish(orders, fills)
+
+    async def _publish(self, orders: list[dict[str, Any]], fills: list[dict[str, Any]]) -> None:
+        now = now_us()
+        n = self.settings.topics.order_partitions
+        send = self.host.send
+        for order in orders:
+            symbol = order["symbol"]
+            await send(
+                self.orders_topic, self.order_serde.encode(order), partition_for(symbol, n), symbol.encode()
+            )
+            if order["ingest_us"]:
+                STAGE_LATENCY.labels("tick_to_order").observe((now - order["ingest_us"]) / 1e6)
+        for fill in fills:
+            symbol = fill["symbol"]
+            value = self.fill_serde.encode(fill)
+            await send(self.fills_topic, value, partition_for(symbol, n), symbol.encode())
+
+
+class OrderService(StatefulService[OrderBook]):
+    """The order stage as its own worker (the split topology), reading ``signals`` and ``ticks``."""
+
+    service = "order"
+    colocated = True
+
+    def __init__(self, settings: Settings) -> None:
+        t, o = settings.topics, settings.order
+        super().__init__(settings, [t.signals, t.ticks], o.checkpoint_s)
+        self.stage = OrderStage(self, settings, self.states.values)
+        self.signal_serde = AvroSerde.for_record("Signal")
+        self.ticks_serde = AvroSerde.for_record("TickBatch")
+
+    async def on_open(self) -> None:
+        await self.stage.open()
+
+    def new_state(self, partition: int) -> OrderBook:
+        return self.stage.new_state()
+
+    def load_state(self, partition: int, blob: bytes) -> OrderBook:
+        return self.stage.load_state(blob)
 
     async def handle(self, topic: str, partition: int, offset: int, value: bytes, state: OrderBook) -> None:
         is_signal = topic == self.settings.topics.signals
@@ -98,38 +159,13 @@ class OrderService(StatefulService[OrderBook]):
         except WireFormatError as exc:
             await self.dead_letter(exc.reason_code, exc.reason, topic, partition, offset, value)
             return
-        if is_signal:
-            try:
-                orders, fills = state.on_signal(record, parse_timeframe(record["timeframe"]))
-            except ValueError as exc:
-                await self.dead_letter("invalid_signal", str(exc), topic, partition, offset, value)
-                return
-            await self._publish(orders, fills)
+        if not is_signal:
+            await self.stage.on_ticks(record, state)
             return
-        orders, fills = state.on_tick_batch(
-            record["symbols"], record["symbol_index"], record["ts_us"], record["price"], record["seq"],
-            record["ingest_us"],
-        )  # fmt: skip
-        if record["watermark_us"] or record["closed_symbols"]:  # no next tick will come for some signals
-            o, f = state.on_progress(record["watermark_us"], record["closed_symbols"])
-            orders, fills = orders + o, fills + f
-        await self._publish(orders, fills)
-
-    async def _publish(self, orders: list[dict[str, Any]], fills: list[dict[str, Any]]) -> None:
-        now = now_us()
-        n = self.settings.topics.order_partitions
-        for order in orders:
-            symbol = order["symbol"]
-            await self.send(
-                self.orders_topic, self.order_serde.encode(order), partition_for(symbol, n), symbol.encode()
-            )
-            if order["ingest_us"]:
-                STAGE_LATENCY.labels("tick_to_order").observe((now - order["ingest_us"]) / 1e6)
-        for fill in fills:
-            symbol = fill["symbol"]
-            await self.send(
-                self.fills_topic, self.fill_serde.encode(fill), partition_for(symbol, n), symbol.encode()
-            )
+        try:
+            await self.stage.on_signal(record, state)
+        except ValueError as exc:
+            await self.dead_letter("invalid_signal", str(exc), topic, partition, offset, value)
 
 
 def build(settings: Settings) -> faust.App:

@@ -44,37 +44,37 @@ def by_partition(records: list[dict[str, Any]], partitions: int) -> dict[int, li
     return out
 
 
-class PriceService(StatefulService[PricePartition]):
-    service = "price"
+class PriceStage:
+    """The price step, run by a host service (its own ``price`` worker, or the chained engine): applies a
+    decoded TickBatch to a partition's state and publishes the closed bars, their snapshots and the late
+    ticks."""
 
-    def __init__(self, settings: Settings) -> None:
+    name = "price"
+
+    def __init__(self, host: StatefulService[Any], settings: Settings) -> None:
         t = settings.topics
-        super().__init__(settings, [t.ticks], settings.price.checkpoint_s)
+        self.host = host
+        self.settings = settings
         self.timeframes = parse_timeframes(t.timeframes)
         self.policy = settings.event_time.policy()
-        self.bar_topics = {tf: raw_topic(self.app, t.bars(tf)) for tf, _ in self.timeframes}
-        self.ind_topics = {tf: raw_topic(self.app, t.indicators(tf)) for tf, _ in self.timeframes}
-        self.ticks_serde = AvroSerde.for_record("TickBatch")
+        self.bar_topics = {tf: raw_topic(host.app, t.bars(tf)) for tf, _ in self.timeframes}
+        self.ind_topics = {tf: raw_topic(host.app, t.indicators(tf)) for tf, _ in self.timeframes}
         self.bars_serde = AvroSerde.for_record("BarBatch")
         self.ind_serde = AvroSerde.for_record("IndicatorBatch")
         self.tick_serde = AvroSerde.for_record("Tick")
 
-    def new_state(self, partition: int) -> PricePartition:
+    def new_state(self) -> PricePartition:
         return PricePartition(self.timeframes, policy=self.policy)
 
-    def load_state(self, partition: int, blob: bytes) -> PricePartition:
+    def load_state(self, blob: bytes) -> PricePartition:
         return PricePartition.from_bytes(blob, policy=self.policy)
 
-    async def handle(
-        self, topic: str, partition: int, offset: int, value: bytes, state: PricePartition
-    ) -> None:
-        try:
-            batch = self.ticks_serde.decode(value)
-        except WireFormatError as exc:
-            await self.dead_letter(exc.reason_code, exc.reason, topic, partition, offset, value)
-            return
+    async def apply(
+        self, batch: dict[str, Any], state: PricePartition, topic: str, partition: int, offset: int
+    ) -> PriceOutput:
+        """Apply one decoded TickBatch (read at ``topic``/``partition``/``offset``); returns what closed."""
         if batch["watermark_us"]:
-            WATERMARKS.labels(self.service).inc()
+            WATERMARKS.labels(self.name).inc()
         out = state.apply(
             batch["symbols"],
             batch["symbol_index"],
@@ -88,25 +88,27 @@ class PriceService(StatefulService[PricePartition]):
             batch["closed_symbols"],
         )
         await self._publish(partition, out, topic, offset)
-        TICKS.labels(self.service).inc(out.ticks)
+        TICKS.labels(self.name).inc(out.ticks)
         if out.duplicates or out.gaps:
-            SEQUENCE_EVENTS.labels(self.service, "duplicate").inc(out.duplicates)
-            SEQUENCE_EVENTS.labels(self.service, "gap").inc(max(0, out.gaps))
+            SEQUENCE_EVENTS.labels(self.name, "duplicate").inc(out.duplicates)
+            SEQUENCE_EVENTS.labels(self.name, "gap").inc(max(0, out.gaps))
             log.info(
                 "partition %d: %d duplicate ticks dropped, %d missing", partition, out.duplicates, out.gaps
             )
+        return out
 
     async def _publish(self, part: int, out: PriceOutput, topic: str, offset: int) -> None:
+        send = self.host.send
         n_bars = self.settings.topics.bar_partitions
         for tf, bars in out.bars.items():
             for p, rows in by_partition(bars, n_bars).items():
-                await self.send(self.bar_topics[tf], self.bars_serde.encode({"bars": rows}), p)
+                await send(self.bar_topics[tf], self.bars_serde.encode({"bars": rows}), p)
             for bar in bars:
                 if bar["ingest_us"]:
                     STAGE_LATENCY.labels("tick_to_bar").observe((bar["close_us"] - bar["ingest_us"]) / 1e6)
         for tf, snaps in out.snapshots.items():
             for p, rows in by_partition(snaps, n_bars).items():
-                await self.send(self.ind_topics[tf], self.ind_serde.encode({"snapshots": rows}), p)
+                await send(self.ind_topics[tf], self.ind_serde.encode({"snapshots": rows}), p)
             for snap in snaps:
                 STAGE_LATENCY.labels("bar_to_indicator").observe(
                     (snap["indicator_us"] - snap["close_us"]) / 1e6
@@ -123,8 +125,35 @@ class PriceService(StatefulService[PricePartition]):
                 "ticks: when the feed's clock passes it by STOCKPULSE_EVENT_TIME__MAX_DELAY_MS); send a "
                 "symbol's ticks in time order, or raise those settings"
             )
-            await self.dead_letter("late_tick", reason, topic, part, offset, tick)
+            await self.host.dead_letter("late_tick", reason, topic, part, offset, tick, self.name)
             LATE_TICKS.labels(late.timeframe).inc()
+
+
+class PriceService(StatefulService[PricePartition]):
+    """The price stage as its own worker (the split topology)."""
+
+    service = "price"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, [settings.topics.ticks], settings.price.checkpoint_s)
+        self.stage = PriceStage(self, settings)
+        self.ticks_serde = AvroSerde.for_record("TickBatch")
+
+    def new_state(self, partition: int) -> PricePartition:
+        return self.stage.new_state()
+
+    def load_state(self, partition: int, blob: bytes) -> PricePartition:
+        return self.stage.load_state(blob)
+
+    async def handle(
+        self, topic: str, partition: int, offset: int, value: bytes, state: PricePartition
+    ) -> None:
+        try:
+            batch = self.ticks_serde.decode(value)
+        except WireFormatError as exc:
+            await self.dead_letter(exc.reason_code, exc.reason, topic, partition, offset, value)
+            return
+        await self.stage.apply(batch, state, topic, partition, offset)
 
 
 def build(settings: Settings) -> faust.App:

@@ -18,7 +18,7 @@ import pytest
 from streams.config import Settings
 from tests.conftest import BAD
 from tests.support import faults
-from tests.support.pipeline import SERVICES, PipelineRun, Ticks, pipeline
+from tests.support.pipeline import PipelineRun, Ticks, pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROUNDS = int(os.environ.get("STOCKPULSE_CHAOS_ROUNDS", "1"))
@@ -27,7 +27,7 @@ ROUNDS = int(os.environ.get("STOCKPULSE_CHAOS_ROUNDS", "1"))
 def _plan(run: PipelineRun, settings: Settings) -> list[tuple[str, Callable[[], str]]]:
     steps: list[tuple[str, Callable[[], str]]] = [
         (f"SIGKILL {name}", lambda name=name: faults.kill_service(run, name))
-        for name in SERVICES  # type: ignore[misc]
+        for name in run.layout  # type: ignore[misc]
     ]
     steps += [
         ("Redis primary killed (failover)", lambda: faults.redis_primary_failover(settings)),

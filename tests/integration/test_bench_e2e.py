@@ -1,5 +1,5 @@
-"""Smoke test of the end-to-end benchmark (``stockpulse bench e2e``) on a tiny configuration: the five
-services as separate processes on the real local stack, a few thousand ticks per phase.
+"""Smoke test of the end-to-end benchmark (``stockpulse bench e2e``) on a tiny configuration: the processes
+of the default topology on the real local stack, a few thousand ticks per phase.
 
 Checks the result's structure (what the README table and the regression check read) and that the counts
 reconcile: every input tick is stored once, the signals on the topic are the signals in ClickHouse and
@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from bench.e2e import SERVICES, Config, markdown, run_config
+from bench.e2e import Config, markdown, run_config
 from bench.runner import ratios
 from streams.config import Settings
+from streams.topology import processes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -67,7 +68,7 @@ def test_the_result_has_what_the_readme_and_the_regression_check_read(result: di
     # the live phase's bars close on the symbols' ticks or the feed's watermarks; late ticks are counted
     assert lat["stages_ms"]["bar_end_to_close"]["n"] > 0 and isinstance(lat["late_ticks"], int)
     assert result["config"]["event_time"]["max_delay_ms"] > 0
-    assert set(result["services"]) == set(SERVICES)
+    assert set(result["services"]) == {p.name for p in processes(Settings().topology)}
     for s in result["services"].values():
         assert s["peak_rss_mb"] > 10 and s["cpu_s_per_1m_ticks_tick_batch"] >= 0
     assert result["machine"]["cores"] and len(result["load_avg"]["start"]) == 3

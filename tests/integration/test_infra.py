@@ -42,6 +42,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from pydantic import BaseModel
 
 from streams.config import Settings
+from streams.topology import processes
 
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM_DIR = REPO / "infra" / "terraform"
@@ -52,13 +53,10 @@ DASHBOARD = COMPOSE_DIR / "grafana" / "dashboards" / "stockpulse.json"
 PROMETHEUS_CONFIG = COMPOSE_DIR / "prometheus" / "prometheus.yml"
 
 ENVS = ("prod", "staging")
-# Pipeline services and the stockpulse command each runs. `monitor` comes with the resilience issue.
+# Pipeline services and the stockpulse command each runs: the processes of the default topology, and the
+# api. `monitor` comes with the resilience issue.
 SERVICE_COMMANDS = {
-    "feed": ["feed"],
-    "price": ["worker", "price"],
-    "signal": ["worker", "signal"],
-    "order": ["worker", "order"],
-    "sink": ["worker", "sink"],
+    **{p.name: list(p.command) for p in processes(Settings().topology)},
     "api": ["api"],
 }
 PIPELINE_SERVICES = tuple(SERVICE_COMMANDS)
@@ -382,7 +380,7 @@ def test_service_commands_exist_in_the_cli(compose_config: dict) -> None:
     import typer.main
 
     from streams.cli import app
-    from streams.services import SERVICES
+    from streams.topology import workers
 
     cli = typer.main.get_command(app)  # typer's own (vendored) click Group
     image = compose_config["services"]["feed"]["image"]
@@ -400,7 +398,8 @@ def test_service_commands_exist_in_the_cli(compose_config: dict) -> None:
             command, args = sub, args[1:]
         command.make_context(command.name or name, list(args), parent=ctx)  # bad arguments raise
         if svc["command"][0] == "worker":
-            assert svc["command"][1] in SERVICES, f"{name}: {shown}: no worker service {svc['command'][1]!r}"
+            worker = svc["command"][1]
+            assert worker in workers("chained"), f"{name}: {shown}: no worker {worker!r} in the topology"
         checked.add(name)
     assert checked == {*PIPELINE_SERVICES, "topics-init"}
 

@@ -1,5 +1,6 @@
 """The global kill switch over the real Redis Cluster: ``stockpulse kill-switch on`` makes a running order
-service reject new orders with the reason within one poll, ``off`` releases it; the env setting wins."""
+stage (in the chained engine, and in the split topology's order worker) reject new orders with the reason
+within one poll, ``off`` releases it; the env setting wins."""
 
 from __future__ import annotations
 
@@ -7,15 +8,31 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from processors.orders import OrderBook
-from streams.apps.order import OrderService
+from streams.apps.base import StatefulService
+from streams.apps.engine import EngineService
+from streams.apps.order import OrderService, OrderStage
 from streams.config import Settings
 
 pytestmark = pytest.mark.integration
 MINUTE = 60_000_000
+HOSTS = [EngineService, OrderService]
+
+
+def _stage(service: StatefulService[Any]) -> OrderStage:
+    stage = service.order if isinstance(service, EngineService) else service.stage  # type: ignore[attr-defined]
+    assert isinstance(stage, OrderStage)
+    return stage
+
+
+def _book(service: StatefulService[Any], partition: int) -> OrderBook:
+    """A new partition state of the service, as a rebalance creates it; its order book."""
+    state = service.states[partition] = service.new_state(partition)
+    return state.order if isinstance(service, EngineService) else state
 
 
 def _cli(prefix: str, *args: str) -> str:
@@ -36,31 +53,34 @@ def _trade(book: OrderBook, t: int, action: str = "BUY") -> dict[str, object]:
     return orders[0]
 
 
-async def test_the_switch_reaches_a_running_order_service(stack_settings: Settings) -> None:
+@pytest.mark.parametrize("host", HOSTS, ids=["engine", "order"])
+async def test_the_switch_reaches_a_running_order_stage(stack_settings: Settings, host: type) -> None:
     prefix = f"ks{uuid.uuid4().hex[:8]}"
     settings = stack_settings.model_copy(
         update={"redis": stack_settings.redis.model_copy(update={"key_prefix": prefix})}
     )
-    service = OrderService(settings)
+    service = host(settings)
+    stage = _stage(service)
     await service.on_open()
     try:
-        book = service.states[0] = service.new_state(0)
+        book = _book(service, 0)
         assert _trade(book, 0)["status"] == "ACCEPTED"
         assert _cli(prefix, "on", "--reason", "desk halt") == "kill switch ENGAGED: desk halt"
-        await service._poll_kill_switch()
+        await stage.poll_kill_switch()
         rejected = _trade(book, 10 * MINUTE, "SELL")
         assert rejected["status"] == "REJECTED"
         assert "kill switch engaged (desk halt)" in str(rejected["reason"])
-        assert service.new_state(1).limits.kill_switch, "partitions assigned later start engaged too"
+        assert _book(service, 1).limits.kill_switch, "partitions assigned later start engaged too"
         assert _cli(prefix, "status") == "kill switch ENGAGED: desk halt"
         assert _cli(prefix, "off") == "kill switch off"
-        await service._poll_kill_switch()
+        await stage.poll_kill_switch()
         assert not book.limits.kill_switch
     finally:
-        await service.redis.close()
+        await stage.redis.close()
 
 
-async def test_the_env_setting_cannot_be_released_from_redis(stack_settings: Settings) -> None:
+@pytest.mark.parametrize("host", HOSTS, ids=["engine", "order"])
+async def test_the_env_setting_cannot_be_released_from_redis(stack_settings: Settings, host: type) -> None:
     prefix = f"ks{uuid.uuid4().hex[:8]}"
     settings = stack_settings.model_copy(
         update={
@@ -68,12 +88,13 @@ async def test_the_env_setting_cannot_be_released_from_redis(stack_settings: Set
             "order": stack_settings.order.model_copy(update={"kill_switch": True}),
         }
     )
-    service = OrderService(settings)
+    service = host(settings)
+    stage = _stage(service)
     await service.on_open()
     try:
         assert _cli(prefix, "off") == "kill switch off"
-        await service._poll_kill_switch()
-        order = _trade(service.new_state(0), 0)
+        await stage.poll_kill_switch()
+        order = _trade(_book(service, 0), 0)
         assert order["status"] == "REJECTED" and "STOCKPULSE_ORDER__KILL_SWITCH" in str(order["reason"])
     finally:
-        await service.redis.close()
+        await stage.redis.close()

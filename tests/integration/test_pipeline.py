@@ -22,7 +22,7 @@ from streams.config import Settings
 from streams.inference import SignalModelClient
 from tests.conftest import ANALYST_QUERIES, BAD
 from tests.support.kafka import read_topic
-from tests.support.pipeline import SERVICES, PipelineRun, Ticks, pipeline
+from tests.support.pipeline import PipelineRun, Ticks, pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -84,13 +84,14 @@ def test_sigkill_of_every_service_mid_replay_matches_a_clean_run(
     with pipeline(stack_settings, "chaos") as run:
         run.start()
         faults = []
-        step = n // (len(SERVICES) + 1)
-        for i, name in enumerate(SERVICES):
+        names = list(run.layout)
+        step = n // (len(names) + 1)
+        for i, name in enumerate(names):
             run.send(ticks, i * step, (i + 1) * step, rate=2000)
             run.kill(name)
             run.start(name)
             faults.append((name, (i + 1) * step))
-        run.send(ticks, len(SERVICES) * step, n, rate=2000)
+        run.send(ticks, len(names) * step, n, rate=2000)
         run.finish(ticks, BAD)
         counts = run.wait_settled(n, timeout=180)
         snap = run.snapshot()

@@ -1,4 +1,8 @@
-"""Partitioning by key and per-timeframe books, on the real stack with the real recordings (replay mode):
+"""Topologies, partitioning by key and per-timeframe books, on the real stack with the real recordings
+(replay mode):
+
+- the split topology (every stage its own process) gives the same topic records and stores as the default
+  chained one (price -> signal -> order in one engine worker);
 
 - 24 ``ticks`` partitions and 12 for every other topic give the same stores as equal counts (a copy of the
   BTCUSDT trades as ``BTCUSDT.X`` lands on ``ticks`` partition 15, which ``bars.*`` and ``signals`` do not
@@ -83,10 +87,34 @@ def test_unequal_partition_counts_give_the_same_stores_as_equal_ones(
     # two-timeframe test below, on 1s signals
 
 
+def test_the_split_topology_gives_the_same_topics_and_stores_as_the_chained_one(
+    stack_settings: Settings, ticks: Ticks, clean: dict[str, Any]
+) -> None:
+    """The clean run is the default (chained: feed, engine, sink); the same replay with every stage its own
+    process gives the same records on every output topic (each on the same partition) and in every store."""
+    assert clean["run"].settings.topology == "chained"
+    assert set(clean["run"].layout) == {"feed", "engine", "sink"}
+    with pipeline(stack_settings.model_copy(update={"topology": "split"}), "split") as run:
+        assert set(run.layout) == {"feed", "price", "signal", "order", "sink"}
+        run.start()
+        run.send(ticks)
+        run.finish(ticks, BAD)
+        run.wait_settled(len(ticks), timeout=240)
+        snap = run.snapshot()
+        topics = run.topic_contents()
+    for table in TABLES:
+        assert snap[table] == clean["snapshot"][table], f"{table}: split and chained stores differ"
+    assert set(topics) == set(clean["topics"])
+    for topic, rows in topics.items():
+        assert rows, f"{topic}: nothing produced"
+        assert rows == clean["topics"][topic], f"{topic}: split and chained records differ"
+
+
 def test_a_partition_count_that_cannot_work_is_refused_at_start(stack_settings: Settings) -> None:
-    """signals has 12 partitions; 20 ticks partitions cannot be co-located with them by symbol."""
+    """In the split topology the order worker's signals has 12 partitions; 20 ticks partitions cannot be
+    co-located with them by symbol."""
     topics = stack_settings.topics.model_copy(update={"tick_partitions": 20})
-    s = isolated(stack_settings.model_copy(update={"topics": topics}), "refuse")
+    s = isolated(stack_settings.model_copy(update={"topics": topics, "topology": "split"}), "refuse")
     cmd = [str(Path(sys.executable).with_name("stockpulse")), "worker", "order"]
     env = {**os.environ, **settings_env(s)}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)

@@ -65,3 +65,35 @@ def read_topic(
     finally:
         consumer.close()
     return values
+
+
+def read_to_end(settings: Settings, topic: str, timeout: float = 60.0) -> list[tuple[int, bytes]]:
+    """Every message of a topic as (partition, value), up to the end offsets read first."""
+    conf = {
+        **settings.kafka.librdkafka(),
+        "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+    }
+    consumer = Consumer(conf)
+    try:
+        md = consumer.list_topics(topic, timeout=10)
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in md.topics[topic].partitions}  # fmt: skip
+        todo = {p for p, end in ends.items() if end > 0}
+        consumer.assign([TopicPartition(topic, p, 0) for p in todo])
+        out: list[tuple[int, bytes]] = []
+        deadline = time.monotonic() + timeout
+        while todo:
+            assert time.monotonic() < deadline, f"{topic}: partitions {sorted(todo)} not read to the end"
+            for msg in consumer.consume(1000, timeout=0.2):
+                if msg.error() is not None:
+                    continue
+                part, offset = msg.partition(), msg.offset()
+                assert part is not None and offset is not None
+                out.append((part, msg.value() or b""))
+                if offset + 1 >= ends[part]:
+                    todo.discard(part)
+    finally:
+        consumer.close()
+    return out

@@ -1,5 +1,5 @@
-"""Run the whole pipeline (feed, price, signal, order, sink as separate processes) in an isolated namespace,
-inject faults, and read back what the stores hold, over real connections.
+"""Run the whole pipeline (the processes of its topology: feed, engine, sink by default) in an isolated
+namespace, inject faults, and read back what the stores hold, over real connections.
 
 Used by the pipeline, chaos and benchmark tests: a clean run and a run with faults must leave identical
 stores.
@@ -23,14 +23,20 @@ from typing import Any
 import clickhouse_connect
 import numpy as np
 
+from schemas.serde import AvroSerde
 from streams.config import Settings
 from streams.demo import run_settings, settings_env, spawn
 from streams.kafka import create_topics
 from streams.sources.producer import TickProducer
 from streams.sources.recordings import load_recording
+from streams.topology import processes
+from tests.support.kafka import read_to_end
 from tests.support.net import free_port
 
-SERVICES = ("feed", "price", "signal", "order", "sink")
+#: record fields stamped with the wall clock as a record passes a stage (they differ from run to run)
+WALL_CLOCK_FIELDS = frozenset(
+    {"ingest_us", "close_us", "indicator_us", "inference_us", "publish_us", "signal_us", "inference_path"}
+)
 FILES = ("eurusd_2020-01-01_quotes.csv", "truefx_usdjpy_2013-01_quotes.csv", "binance_btcusdt_trades.parquet")
 
 
@@ -70,7 +76,8 @@ class PipelineRun:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.producer = TickProducer(self.settings, "avro")
-        self.metrics_ports = {name: free_port() for name in SERVICES}
+        self.layout = {p.name: p for p in processes(self.settings.topology)}
+        self.metrics_ports = {name: free_port() for name in self.layout}
 
     @property
     def metrics_targets(self) -> dict[str, str]:
@@ -81,10 +88,9 @@ class PipelineRun:
         return self.logs / f"{self.run}-{name}.log"
 
     def start(self, *names: str) -> None:
-        for name in names or SERVICES:
-            args = ["feed"] if name == "feed" else ["worker", name]
+        for name in names or self.layout:
             env = {**self.env, "STOCKPULSE_METRICS_PORT": str(self.metrics_ports[name])}
-            self.procs[name] = spawn(args, env, self.log(name))
+            self.procs[name] = spawn(list(self.layout[name].command), env, self.log(name))
 
     def kill(self, name: str) -> None:
         """SIGKILL the service's whole process group: no shutdown hooks, no final checkpoint."""
@@ -129,6 +135,27 @@ class PipelineRun:
             self.producer.send_raw(value, b"EURUSD")
         self.producer.end_of_stream(ticks.symbols)
 
+    def topic_contents(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every output topic's records (batches flattened), each as (partition, sorted fields), sorted, with
+        the wall-clock stage stamps and the inference path (which server answered) left out."""
+        t = self.settings.topics
+        kinds = {t.signals: "Signal", t.orders: "Order", t.fills: "Fill"}
+        for tf in t.timeframes:
+            kinds[t.bars(tf)] = "BarBatch"
+            kinds[t.indicators(tf)] = "IndicatorBatch"
+        out: dict[str, list[tuple[Any, ...]]] = {}
+        for topic, record in kinds.items():
+            serde = AvroSerde.for_record(record)
+            rows = []
+            for part, value in read_to_end(self.settings, topic):
+                decoded = serde.decode(value)
+                items = decoded.get("bars") or decoded.get("snapshots") or [decoded]
+                for item in items:
+                    kept = sorted((k, v) for k, v in item.items() if k not in WALL_CLOCK_FIELDS)
+                    rows.append((part, *(_plain(v) for _, v in kept)))
+            out[topic.removeprefix(f"{self.run}.")] = sorted(rows, key=repr)
+        return out
+
     def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every store's content for this namespace, as sorted tuples (stage timestamps left out)."""
         return asyncio.run(_snapshot(self.settings))
@@ -170,6 +197,13 @@ async def _counts(settings: Settings) -> dict[str, int]:
     counts = {k: len(v) for k, v in snap.items()}
     counts["ticks_in_1s_bars"] = sum(int(b[8]) for b in snap["bars"] if b[1] == "1s")
     return counts
+
+
+def _plain(v: Any) -> Any:
+    """A field value comparable with ==: NaN as None, lists as tuples."""
+    if isinstance(v, list):
+        return tuple(_plain(x) for x in v)
+    return None if isinstance(v, float) and math.isnan(v) else v
 
 
 def _row(row: Any) -> tuple[Any, ...]:
