@@ -114,6 +114,9 @@ class RedisHotState(SinkBase):
         self.chart = ChartCache(self)
         self._client: RedisCluster | None = None
         self._sha: dict[str, str] = {}
+        # one pipeline holds at most one connection per node: bounding the pipelines in flight by the pool
+        # size makes a burst wait for a free (warm) connection rather than fail with MaxConnectionsError
+        self._slots = asyncio.Semaphore(self.config.max_connections)
 
     # ---- keys -------------------------------------------------------------------------------------------
 
@@ -173,6 +176,7 @@ class RedisHotState(SinkBase):
         )
         try:
             await client.initialize()
+            self._slots = asyncio.Semaphore(cfg.max_connections)  # bound to the loop that opens the client
             self._client = client
             await self._load_scripts()
         except (RedisError, RedisClusterException, OSError) as exc:
@@ -222,6 +226,12 @@ class RedisHotState(SinkBase):
         client = self._require()
         if not commands:
             return []
+        async with self._slots:  # queue for a connection instead of failing with MaxConnectionsError
+            return await self._execute(client, operation, commands)
+
+    async def _execute(
+        self, client: RedisCluster, operation: str, commands: Sequence[tuple[Any, ...]]
+    ) -> list[Any]:
         try:
             for attempt in (0, 1):
                 pipe = client.pipeline()

@@ -18,6 +18,7 @@ from processors.anomaly import Anomaly, precision_recall
 from processors.simulate import simulate
 from streams.config import Settings
 from streams.monitor import Monitor, Step
+from streams.topology import process_of
 from tests.support.pipeline import PipelineRun, pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -95,7 +96,8 @@ def test_alerts_name_the_slowed_stage_and_stay_quiet_otherwise(stack_settings: S
             clean = [a for step in _steps(monitor, 35) for a in step.alerts]  # warm-up and a clean stretch
             assert clean == [], [a.message for a in clean]
 
-            throttler = threading.Thread(target=_throttle, args=(run.procs["price"].pid, 8.0))
+            price_proc = process_of("price", run.settings.topology).name  # the engine when chained
+            throttler = threading.Thread(target=_throttle, args=(run.procs[price_proc].pid, 8.0))
             throttler.start()
             price_s, price_alert = _first_alert(monitor, 10)
             throttler.join()
@@ -111,7 +113,7 @@ def test_alerts_name_the_slowed_stage_and_stay_quiet_otherwise(stack_settings: S
         finally:
             stop.set()
             monitor.close()
-    rows = [("price throttled to 10% of the time", "price", price_s, price_alert),
+    rows = [(f"{price_proc} (runs price) throttled to 10% of the time", "price", price_s, price_alert),
             ("Triton stopped", "inference", triton_s, triton_alert)]  # fmt: skip
     print("\nfault | expected stage | alerted after | alert")
     for name, want, secs, alert in rows:

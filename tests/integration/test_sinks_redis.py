@@ -3,6 +3,7 @@ newest-N bars, and the API reads. Every test writes under its own key prefix and
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from collections.abc import AsyncIterator
@@ -145,6 +146,17 @@ async def test_health(state: RedisHotState) -> None:
     report = await state.health()
     assert report.ok and report.store == "redis", report
     assert isinstance(state, Sink)
+
+
+async def test_a_burst_bigger_than_the_pool_waits_for_a_connection(state: RedisHotState) -> None:
+    """redis-py's cluster client raises MaxConnectionsError when its pool is spent; the adapter queues."""
+    small = await _with(state, max_connections=4)
+    try:
+        await small.write_signals([_signal("BTC-PERP", 1_640_991_660_000_000)])
+        found = await asyncio.gather(*(small.latest_signals(["BTC-PERP", "ETH-PERP"]) for _ in range(200)))
+    finally:
+        await small.close()
+    assert [len(f) for f in found] == [1] * 200
 
 
 async def test_bars_are_idempotent_and_newest_n_come_oldest_first(
