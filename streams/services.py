@@ -41,5 +41,13 @@ def run_service(name: str) -> None:
     settings = get_settings()
     app = build_service(name, settings)
     serve_metrics(settings.metrics_port)
+    make_worker(app, settings).execute_from_commandline()
+
+
+def make_worker(app: faust.App, settings: Settings) -> faust.Worker:
+    """Faust's worker at ``settings.log_level``, without its terminal spinner: to spin on every log record
+    the spinner sets the root logger to DEBUG at levels >= WARN, so every aiokafka and Faust debug call built
+    a LogRecord (measured: ~4% of the engine's and ~12% of the sink's CPU under load)."""
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
-    worker.execute_from_commandline()
+    worker.spinner = None
+    return worker
