@@ -8,7 +8,8 @@ executed on paper at the *next tick*: the first tick received in the first bar i
 starts at or after the end of the signal's bar (so the book keeps one tick per bar interval, not every tick).
 Everything is decided when that tick is known, so the outcome depends only on the two input streams'
 contents, never on how the signal and tick topics interleave on arrival (for ticks that arrive in time order,
-as the feed delivers them per symbol). Every BUY/SELL signal gets exactly one decision:
+as the feed delivers them per symbol). Every BUY/SELL signal gets exactly one decision (the pre-trade checks
+from kill switch to notional limit are :func:`processors.risk.pre_trade`, shared with the API's orders):
 
 * no next tick: the symbol's input ended (end of stream), or, for a live symbol, the feed's watermark passed
   the bar end by ``max_staleness_us`` without a tick -> REJECTED (at the bar end, at the bar's close);
@@ -49,34 +50,12 @@ import numpy as np
 import numpy.typing as npt
 
 from processors.event_time import EventTimePolicy
+from processors.risk import MINUTE_US, RiskLimits, pre_trade
 
-MINUTE_US = 60_000_000
+__all__ = ["MINUTE_US", "OrderBook", "RiskLimits"]
+
 _MAGIC = b"SPOB"
 _VERSION = 2
-
-
-@dataclass(frozen=True, slots=True)
-class RiskLimits:
-    order_quantity: float = 1.0
-    max_position: float = 1.0
-    max_notional: float = 1e7
-    max_orders_per_minute: int = 10
-    max_staleness_us: int = 300_000_000
-    kill_switch: bool = False
-    kill_reason: str = ""  # why it was engaged (shown in every rejection)
-
-
-def kill_switch_reason(why: str = "") -> str:
-    """The rejection reason while the kill switch is engaged.
-
-    >>> kill_switch_reason("desk halt")
-    'kill switch engaged (desk halt): no new orders; resume with `stockpulse kill-switch off` ...'
-    """
-    what = f" ({why})" if why else ""
-    return (
-        f"kill switch engaged{what}: no new orders; resume with `stockpulse kill-switch off` "
-        "(and unset STOCKPULSE_ORDER__KILL_SWITCH)"
-    )
 
 
 @dataclass(slots=True)
@@ -347,16 +326,8 @@ class OrderBook:
                 f"stale price: the next tick came {(ts - bar_end) / 1e6:.1f}s after the bar end "
                 f"(limit {lim.max_staleness_us / 1e6:g}s)"
             )
-        elif lim.kill_switch:
-            reason = kill_switch_reason(lim.kill_reason)
-        elif len(book.accepted_at) >= lim.max_orders_per_minute:
-            reason = (
-                f"rate limit: {lim.max_orders_per_minute} orders per minute for {symbol} {timeframe} reached"
-            )
-        elif abs(target) > lim.max_position:
-            reason = f"position limit: |{target:g}| > {lim.max_position:g}"
-        elif abs(target) * price > lim.max_notional:
-            reason = f"notional limit: {abs(target) * price:,.2f} > {lim.max_notional:,.2f}"
+        else:
+            reason = pre_trade(lim, f"{symbol} {timeframe}", target, price, len(book.accepted_at))
         base_id = signal["signal_id"]
         order = {
             "order_id": f"o-{base_id}",

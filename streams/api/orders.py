@@ -8,12 +8,13 @@ Flow of ``POST /api/orders`` (``OrderDesk.place``):
 2. The key is reserved in Redis (``SET NX``, ``P:api:order:{<order id>}``, ``api.idempotency_ttl_s``). A key
    that is already there answers the stored response (``replayed: true``), or 409 while the first request is
    still being processed or when the same key comes with a different order body.
-3. Risk checks (limits from ``STOCKPULSE_ORDER__*``, the ones ``processors.orders`` applies to signal orders,
-   with the same wording): kill switch, a reference price must exist (the newest stored bar close of the
-   symbol), rate limit per symbol (accepted API orders per wall-clock minute, counted in Redis so that every
-   API process shares it), position limit (the symbol's net position, the sum of its per-timeframe books
-   after their newest paper fills, from Redis, plus this order), notional limit (position after x reference
-   price).
+3. Risk checks (:func:`processors.risk.pre_trade`, the checks the order stage applies to signal orders, limits
+   from ``STOCKPULSE_ORDER__*``): kill switch (the setting, or engaged at run time with ``stockpulse
+   kill-switch on``: read from Redis with each order), a reference price must exist (the newest stored bar
+   close of the symbol), rate limit per symbol (accepted API orders per wall-clock minute, counted in Redis
+   so that every API process shares it), position limit (the symbol's net position, the sum of its
+   per-timeframe books after their newest paper fills, from Redis, plus this order), notional limit
+   (position after x reference price).
 4. The order (ACCEPTED, or REJECTED with the reason: the orders topic keeps both, as the order service does)
    is produced to the orders topic keyed by symbol, ``source="api"``, and the broker's acknowledgement is
    awaited. Accepted: 201; rejected: 422 with the reason. No acknowledgement: 503 and the key is released.
@@ -31,7 +32,7 @@ from typing import Any
 
 from redis.exceptions import RedisClusterException, RedisError
 
-from processors.orders import RiskLimits
+from processors.risk import engaged, pre_trade
 from schemas.serde import AvroSerde
 from sinks.base import SinkError
 from streams.api.backends import Backends
@@ -40,6 +41,7 @@ from streams.api.metrics import API_ORDERS
 from streams.api.models import OrderRequest
 from streams.api.order_producer import BrokerUnavailable, OrderProducer
 from streams.config import Settings
+from streams.risk import KILL_SWITCH_SETTING, risk_limits
 
 ORDER_NAMESPACE = uuid.UUID("5f1c7a52-3b0e-4d8e-9a51-6c2f0b7d4e10")
 PENDING_TTL_S = 60
@@ -59,52 +61,6 @@ def order_id_for(idempotency_key: str) -> str:
     'api-'
     """
     return "api-" + uuid.uuid5(ORDER_NAMESPACE, idempotency_key).hex
-
-
-def risk_limits(settings: Settings) -> RiskLimits:
-    """The order service's limits (``STOCKPULSE_ORDER__*``)."""
-    o = settings.order
-    return RiskLimits(
-        order_quantity=o.order_quantity,
-        max_position=o.max_position,
-        max_notional=o.max_notional,
-        max_orders_per_minute=o.max_orders_per_minute,
-        max_staleness_us=int(o.max_staleness_s * 1e6),
-        kill_switch=o.kill_switch,
-    )
-
-
-def check_risk(
-    limits: RiskLimits,
-    symbol: str,
-    signed_qty: float,
-    position: float,
-    price: float | None,
-    accepted_this_minute: int,
-) -> str:
-    """Why the order must be rejected, or ``""``. Same checks and wording as ``processors.orders``.
-
-    >>> check_risk(RiskLimits(max_position=1.0), "A", 2.0, 0.0, 10.0, 0)
-    'position limit: |2| > 1'
-    >>> check_risk(RiskLimits(max_position=5.0), "A", 1.0, 0.0, 10.0, 0)
-    ''
-    """
-    after = position + signed_qty
-    if limits.kill_switch:
-        return "kill switch engaged: no new orders (unset STOCKPULSE_ORDER__KILL_SWITCH to resume)"
-    if price is None:
-        return (
-            f"no reference price for {symbol}: no bar of it is stored yet; orders are accepted once the "
-            "price "
-            "service has published a bar of the symbol"
-        )
-    if accepted_this_minute >= limits.max_orders_per_minute:
-        return f"rate limit: {limits.max_orders_per_minute} orders per minute for {symbol} reached"
-    if abs(after) > limits.max_position:
-        return f"position limit: |{after:g}| > {limits.max_position:g}"
-    if abs(after) * price > limits.max_notional:
-        return f"notional limit: {abs(after) * price:,.2f} > {limits.max_notional:,.2f}"
-    return ""
 
 
 def fingerprint(req: OrderRequest) -> str:
@@ -127,7 +83,7 @@ class OrderDesk:
         self.settings = settings
         self.backends = backends
         self.producer = producer
-        self.limits = risk_limits(settings)
+        self.limits = risk_limits(settings)  # the kill switch in Redis is read with each order
         self.serde = AvroSerde.for_record("Order")
         self.prefix = settings.redis.key_prefix
 
@@ -202,17 +158,23 @@ class OrderDesk:
     async def _decide_and_send(self, req: OrderRequest, key: str, order_id: str) -> Placed:
         price, position = await self._reference(req.symbol)
         signed = req.quantity if req.side == "BUY" else -req.quantity
-        client = (await self.backends.redis()).client
+        redis = await self.backends.redis()
+        client = redis.client
         rate_key = self._rate_key(req.symbol, int(time.time() // 60))
         accepted = int(await client.get(rate_key) or 0)
-        reason = check_risk(self.limits, req.symbol, signed, position, price, accepted)
+        try:
+            limits = engaged(self.limits, await redis.kill_switch(), KILL_SWITCH_SETTING)
+        except SinkError as exc:
+            raise ApiError(503, f"redis is unavailable: {exc.detail}; check: {_REDIS_HINT}") from exc
+        after = position + signed
+        reason = pre_trade(limits, req.symbol, after, price, accepted)
         if not reason:
             count = int(await client.incr(rate_key))
             if count == 1:
                 await client.expire(rate_key, 120)
-            if count > self.limits.max_orders_per_minute:  # another request took the last slot meanwhile
+            if count > limits.max_orders_per_minute:  # another request took the last slot meanwhile
                 await client.decr(rate_key)
-                reason = check_risk(self.limits, req.symbol, signed, position, price, count - 1)
+                reason = pre_trade(limits, req.symbol, after, price, count - 1)
         now = int(time.time() * 1_000_000)
         order = {
             "order_id": order_id,

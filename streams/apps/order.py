@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from typing import Any
 
 import faust
 
-from processors.orders import OrderBook, RiskLimits
+from processors.orders import OrderBook
 from processors.price_state import parse_timeframe
+from processors.risk import engaged
 from processors.ticks import partition_for
 from schemas.serde import AvroSerde, WireFormatError
 from sinks.base import SinkError
@@ -30,6 +30,7 @@ from streams.apps.base import StatefulService, now_us
 from streams.apps.common import raw_topic
 from streams.config import Settings
 from streams.metrics import STAGE_LATENCY
+from streams.risk import KILL_SWITCH_SETTING, risk_limits
 from streams.stores import redis_state
 
 log = logging.getLogger("stockpulse.order")
@@ -48,14 +49,7 @@ class OrderStage:
         self.host = host
         self.settings = settings
         self.books = books
-        self.base_limits = self.limits = RiskLimits(
-            order_quantity=o.order_quantity,
-            max_position=o.max_position,
-            max_notional=o.max_notional,
-            max_orders_per_minute=o.max_orders_per_minute,
-            max_staleness_us=int(o.max_staleness_s * 1e6),
-            kill_switch=o.kill_switch,
-        )
+        self.base_limits = self.limits = risk_limits(settings)
         self.timeframes_us = tuple(parse_timeframe(tf) for tf in settings.signal.timeframes)
         self.policy = settings.event_time.policy()
         self.orders_topic = raw_topic(host.app, t.orders)
@@ -80,12 +74,12 @@ class OrderStage:
         except SinkError as exc:
             log.warning("kill switch not readable (%s); keeping the last known state", exc)
             return
-        base = self.base_limits
-        engaged = base.kill_switch or reason is not None
-        why = reason or ("STOCKPULSE_ORDER__KILL_SWITCH" if base.kill_switch else "")
-        limits = replace(base, kill_switch=engaged, kill_reason=why if engaged else "")
+        limits = engaged(self.base_limits, reason, KILL_SWITCH_SETTING)
         if limits != self.limits:
-            log.warning("kill switch %s%s", "ENGAGED" if engaged else "released", f": {why}" if why else "")
+            why = limits.kill_reason
+            log.warning(
+                "kill switch %s%s", "ENGAGED" if limits.kill_switch else "released", f": {why}" if why else ""
+            )
             self.limits = limits
             for book in self.books():
                 book.limits = limits

@@ -19,9 +19,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from bench.api_data import ApiServer, DataMissing, Placement, ftx_bars, seeded, signal_for
+from processors.risk import kill_switch_reason
 from schemas.serde import AvroSerde
 from streams.api.orders import order_id_for
 from streams.config import Settings
+from streams.stores import redis_state
 from tests.support.kafka import read_topic
 
 pytestmark = pytest.mark.integration
@@ -128,6 +130,24 @@ async def test_rate_limit_per_symbol_and_minute(client: httpx.AsyncClient) -> No
     over = await client.post("/api/orders", json=order)
     assert over.status_code == 422
     assert over.json()["reason"] == f"rate limit: {RATE} orders per minute for XRP/USD reached"
+
+
+async def test_the_run_time_kill_switch_stops_api_orders_as_it_stops_signal_orders(
+    client: httpx.AsyncClient, env: Env
+) -> None:
+    """`stockpulse kill-switch on` writes the switch to Redis; the API reads it with each order."""
+    redis = await redis_state(env[0]).open()
+    order = {"symbol": "ETH-CH", "side": "BUY", "quantity": 0.1}
+    try:
+        await redis.set_kill_switch("desk halt")
+        halted = await client.post("/api/orders", json=order)
+    finally:
+        await redis.set_kill_switch(None)
+        await redis.close()
+    assert halted.status_code == 422, halted.text
+    assert halted.json()["reason"] == kill_switch_reason("desk halt")  # the signal orders' wording
+    resumed = await client.post("/api/orders", json=order)
+    assert resumed.status_code == 201, resumed.text
 
 
 @pytest.mark.parametrize(
