@@ -131,7 +131,7 @@ class StatefulService(ABC, Generic[S]):
         if not parts:
             return
         async with self._lock:
-            await self.checkpoint()
+            await self.checkpoint(wait=True)  # saved before another worker restores these partitions
             for p in parts:
                 self.states.pop(p, None)
             self.checkpointer.forget(parts)
@@ -183,7 +183,8 @@ class StatefulService(ABC, Generic[S]):
         await self.send(self.dead_topic, value)
         DEAD_LETTERS.labels(name, code).inc()
 
-    async def checkpoint(self) -> None:
+    async def checkpoint(self, wait: bool = False) -> None:
+        """Flush -> save -> ack/commit now (``wait`` is for services that write in the background)."""
         await self.checkpointer.checkpoint(self.flush_outputs, self._ack_and_commit)
 
     async def flush_outputs(self) -> None:

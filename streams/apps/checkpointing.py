@@ -16,6 +16,11 @@ Restore on assignment: the state is loaded and each topic-partition's checkpoint
 Events are acknowledged only after a checkpoint, so Kafka's committed offset never passes it; a message below
 the checkpoint that is delivered again was already applied to the restored state and is skipped
 (``should_skip``). Nothing depends on the broker's end offsets.
+
+A service that writes its outputs while it goes on consuming (the sink) splits a checkpoint in two:
+:meth:`Checkpointer.take` records the rows as of the point its buffers were handed over, and
+:meth:`Checkpointer.save` writes them once those buffers are durable; rows that could not be saved are given
+back (their partitions dirty again).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from sinks.checkpoints import Checkpoint, CheckpointStore
@@ -82,6 +88,14 @@ class StatePartitions:
         if not self.colocated:
             return [(t, state_partition) for t in self.counts]
         return [(t, p) for t, n in self.counts.items() for p in range(state_partition, n, self.count)]
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """Checkpoint rows taken at one point of the input (:meth:`Checkpointer.take`), not yet saved."""
+
+    rows: dict[tuple[str, int], Checkpoint]
+    partitions: list[int]
 
 
 class Checkpointer:
@@ -162,23 +176,56 @@ class Checkpointer:
         partitions: set[int] | None = None,
     ) -> None:
         """Flush outputs -> write state + offsets -> ack/commit (given partitions, or all dirty ones)."""
+        taken = self.take(partitions)
+        if taken is None:
+            return
+        started = time.perf_counter()
+        try:
+            await flush_outputs()
+        except BaseException:
+            self.give_back(taken)
+            raise
+        await self.save(taken, commit, started)
+
+    def take(self, partitions: set[int] | None = None) -> Taken | None:
+        """The checkpoint rows (state + next offsets) of the dirty partitions as of now, which are then
+        clean; None when nothing changed. Save them with :meth:`save` once their outputs are durable."""
         parts = sorted(self._dirty if partitions is None else self._dirty & partitions)
         self._last = time.monotonic()
         if not parts:
-            return
-        started = time.perf_counter()
-        await flush_outputs()
+            return None
         rows: dict[tuple[str, int], Checkpoint] = {}
         for p in parts:
             rows.update(self._rows(p))
-        await self.store.save(self.group_id, rows)
-        for key, cp in rows.items():
-            self.restored_next[key] = cp.next_offset
-        await commit()
         self._dirty.difference_update(parts)
+        return Taken(rows, parts)
+
+    async def save(
+        self, taken: Taken, commit: Callable[[], Awaitable[None]], started: float | None = None
+    ) -> None:
+        """Write taken rows (one statement: all or none), then ack/commit. A failure marks the partitions
+        dirty again, so the next checkpoint retries them."""
+        started = time.perf_counter() if started is None else started
+        try:
+            await self.store.save(self.group_id, taken.rows)
+        except BaseException:
+            self.give_back(taken)
+            raise
+        for key, cp in taken.rows.items():
+            if key in self.restored_next or key in self.next_offset:
+                self.restored_next[key] = max(self.restored_next.get(key, 0), cp.next_offset)
+        await commit()
         self.count += 1
         CHECKPOINTS.labels(self.service).inc()
         CHECKPOINT_SECONDS.labels(self.service).observe(time.perf_counter() - started)
+
+    def give_back(self, taken: Taken) -> None:
+        """Rows that could not be saved: their partitions (those still assigned) are dirty again."""
+        self._dirty.update(p for p in taken.partitions if p in self._live())
+
+    def _live(self) -> set[int]:
+        """State partitions still assigned (their offsets are tracked)."""
+        return {self.partitions.of(p) for _, p in (*self.restored_next, *self.next_offset)}
 
     def forget(self, partitions: list[int]) -> None:
         for q in partitions:

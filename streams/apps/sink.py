@@ -1,11 +1,14 @@
 """The sink service (Faust): topics -> Redis (hot state), ClickHouse (history), PostgreSQL (orders of record).
 
 Records are buffered and written in batches (one round trip per store and batch) at every checkpoint: every
-``sink.flush_s`` seconds or when ``sink.max_buffered`` records wait. The checkpoint order is the documented
-one: write the stores, then the offsets; events are acknowledged to Faust only after that, so a crash
-re-delivers at most the records since the last checkpoint, and the stores, keyed by the records'
-deterministic ids, keep one copy. A store that fails is retried (``stockpulse_sink_errors_total``) and holds
-the checkpoint back: nothing is lost while it is down.
+``sink.flush_s`` seconds or when ``sink.max_buffered`` records wait. Consumption goes on while the stores are
+written: a checkpoint hands the buffers to one background write and takes the checkpoint rows as of that
+point; the next checkpoint first waits for that write (so at most one write is in flight and at most
+``sink.max_buffered`` records wait behind it: backpressure). Each write keeps the documented order: write
+the stores, flush the producer (dead letters), then save the offsets it covers; its events are acknowledged
+to Faust only after that, so a crash re-delivers at most the records since the last saved checkpoint, and
+the stores, keyed by the records' deterministic ids, keep one copy. A store that fails is retried
+(``stockpulse_sink_errors_total``) and holds the checkpoint back: nothing is lost while it is down.
 
 At start the Redis chart bars are warmed from ClickHouse for every (symbol, timeframe) whose key is missing
 (:func:`sinks.redis_cache.warm`), so charts are served from Redis after a Redis restart or flush.
@@ -30,12 +33,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
+from faust.types import EventT
 
 from schemas.serde import AvroSerde, WireFormatError
 from sinks.base import SinkError, SinkInputError
 from sinks.redis_cache import warm
 from sinks.redis_state import RedisHotState
 from streams.apps.base import StatefulService
+from streams.apps.checkpointing import Taken
 from streams.config import Settings
 from streams.metrics import CACHE_REQUESTS, SINK_ERRORS, SINK_LATENCY, SINK_ROWS
 from streams.stores import clickhouse_history, postgres_orders, redis_config
@@ -83,6 +88,7 @@ class SinkService(StatefulService[_NoState]):
         self.postgres = postgres_orders(settings)
         self._fills_since_refresh = False
         self._refreshed_at = float("-inf")
+        self._writing: asyncio.Task[None] | None = None  # the write in flight (see the module docstring)
         self.timer(settings.sink.flush_s, self._tick)
 
     async def on_open(self) -> None:
@@ -120,10 +126,44 @@ class SinkService(StatefulService[_NoState]):
             if self.buffered:
                 self.checkpointer.touch(part)
 
-    async def flush_outputs(self) -> None:
+    async def checkpoint(self, wait: bool = False) -> None:
+        """Hand the buffers and the checkpoint rows as of now to a background write, after the one in flight
+        has finished; ``wait``: return only once this one has too (revocation)."""
+        await self.settled()
+        taken = self.checkpointer.take()
+        if taken is not None:
+            buffers, self.buffers = self.buffers, {kind: [] for kind in self.serdes}
+            self.buffered = 0
+            events, self.pending = self.pending, []
+            self._writing = asyncio.create_task(self._persist(buffers, taken, events))
+        if wait:
+            await self.settled()
+
+    async def settled(self) -> None:
+        """Wait for the write in flight; its failure (other than a store outage, which it retries) is
+        raised here, and its checkpoint rows were given back."""
+        task, self._writing = self._writing, None
+        if task is not None:
+            await task
+
+    async def _persist(self, buffers: dict[str, list[Record]], taken: Taken, events: list[EventT]) -> None:
+        started = time.perf_counter()
+        try:
+            await self.write_stores(buffers)
+            await self.app.producer.flush()
+        except BaseException:
+            self.checkpointer.give_back(taken)
+            raise
+
+        async def ack_and_commit() -> None:
+            for event in events:
+                event.ack()
+            await self.app.consumer.commit()
+
+        await self.checkpointer.save(taken, ack_and_commit, started)
+
+    async def write_stores(self, b: dict[str, list[Record]]) -> None:
         """Write every buffer to its stores (concurrently), retrying until they succeed."""
-        b, self.buffers = self.buffers, {kind: [] for kind in self.serdes}
-        self.buffered = 0
         writes: list[tuple[str, str, Writer]] = []
         if b["ticks"]:
             writes.append(("clickhouse.ticks", "ticks", self.clickhouse.write_ticks))
