@@ -327,6 +327,14 @@ class SinkSettings(_Frozen):
 
     flush_s: float = Field(0.5, gt=0, description="write buffered records at least this often")
     max_buffered: int = Field(20_000, ge=1, description="write when this many records are buffered")
+    fetch_wait_max_ms: int = Field(
+        100,
+        ge=0,
+        le=10_000,
+        description="fetch.wait.max.ms of the sink's consumer (the workers use kafka.fetch_wait_max_ms): the "
+        "sink writes every flush_s, so a longer wait costs its stores no freshness and saves idle CPU in "
+        "the sink and the broker, which answers an empty fetch only after this wait (Tansu)",
+    )
     redis_max_bars: int = Field(2000, ge=1, description="bars kept per symbol and timeframe in Redis")
     ticks_ttl_days: int = Field(90, ge=0, description="ClickHouse tick history retention (0 = forever)")
     performance_refresh_s: float = Field(

@@ -42,15 +42,16 @@ class StatefulService(ABC, Generic[S]):
     service: str = ""
     colocated: bool = False  # a symbol's records of every input must meet in one state
 
-    def __init__(self, settings: Settings, inputs: list[str], checkpoint_s: float) -> None:
+    def __init__(
+        self, settings: Settings, inputs: list[str], checkpoint_s: float, fetch_wait_ms: int | None = None
+    ) -> None:
         self.settings = settings
         counts = settings.topics.all_topics()
         self.partitions = StatePartitions(
             {t: counts[t] for t in inputs}, self.colocated, settings.topics.partition_settings()
         )
-        self.app = make_app(
-            settings, self.service, broker_commit_interval=3600.0, broker_commit_every=1_000_000
-        )
+        commits = {"broker_commit_interval": 3600.0, "broker_commit_every": 1_000_000}  # we commit ourselves
+        self.app = make_app(settings, self.service, fetch_wait_ms, **commits)
         self.inputs = inputs
         self.dead_topic = raw_topic(self.app, settings.topics.dead_letter)
         self._dead_encoders: dict[str, DeadLetterEncoder] = {}

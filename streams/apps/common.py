@@ -52,13 +52,16 @@ def _patch_fetch_wait(wait_ms: int) -> None:
     driver.AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
 
 
-def make_app(settings: Settings, service: str, **overrides: Any) -> faust.App:
-    """A Faust app for one service: its own consumer group ``<prefix>-<service>``, raw bytes values.
+def make_app(
+    settings: Settings, service: str, fetch_wait_ms: int | None = None, **overrides: Any
+) -> faust.App:
+    """A Faust app for one service: its own consumer group ``<prefix>-<service>``, raw bytes values; its
+    consumer's fetch wait is ``fetch_wait_ms`` (default ``kafka.fetch_wait_max_ms``).
 
     Faust's own offset commits are disabled in effect (long interval): services checkpoint their state and
     offsets in PostgreSQL and seek there on assignment (see ``sinks.checkpoints``).
     """
-    _patch_fetch_wait(settings.kafka.fetch_wait_max_ms)
+    _patch_fetch_wait(settings.kafka.fetch_wait_max_ms if fetch_wait_ms is None else fetch_wait_ms)
     faust_dir = settings.stack.dir / "faust"
     faust_dir.mkdir(parents=True, exist_ok=True)
     conf: dict[str, Any] = {

@@ -69,7 +69,7 @@ class SinkService(StatefulService[_NoState]):
         for tf in t.timeframes:
             self.kinds[t.bars(tf)] = "bars"
             self.kinds[t.indicators(tf)] = "snapshots"
-        super().__init__(settings, list(self.kinds), settings.sink.flush_s)
+        super().__init__(settings, list(self.kinds), settings.sink.flush_s, settings.sink.fetch_wait_max_ms)
         self.topic_of = {kind: topic for topic, kind in self.kinds.items()}
         self.serdes = {
             "ticks": AvroSerde.for_record("TickBatch"),
