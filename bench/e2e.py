@@ -103,7 +103,8 @@ def run_config(
     finally:
         bench.close()
     if plot_prefix:
-        result["plots"] = plots(result, bench.samples, RESULTS, plot_prefix)
+        # names in bench/results/, not this machine's paths
+        result["plots"] = [Path(p).name for p in plots(result, bench.samples, RESULTS, plot_prefix)]
     return result
 
 

@@ -102,15 +102,7 @@ def assemble(
     }
     cpu_a = sum(single["cpu_s_per_1m_ticks"].values()) or 1e-9
     cpu_b = sum(batched["cpu_s_per_1m_ticks"].values()) or 1e-9
-    at_10k = next((r for r in latency if r["rate"] == 10_000), None)
-    targets: dict[str, Any] = {
-        "tick_batch_ticks_per_s >= 200k": batched["ticks_per_s"] >= 200_000,
-        "tick_batch >= 0.5x baseline": batched["ticks_per_s"] >= 0.5 * base,
-        "single_tick_ticks_per_s >= 50k": single["ticks_per_s"] >= 50_000,
-    }
-    if at_10k and at_10k["tick_to_signal_ms"].get("n"):
-        targets["10k/s tick->signal p50 <= 5 ms"] = at_10k["tick_to_signal_ms"]["p50"] <= 5
-        targets["10k/s tick->signal p99 <= 20 ms"] = at_10k["tick_to_signal_ms"]["p99"] <= 20
+    targets = issue_targets(single, batched, baseline, latency)
     return {
         "benchmark": "e2e",
         "run": run,
@@ -138,6 +130,36 @@ def assemble(
         "load_avg": load,
         "machine": machine_info(),
     }
+
+
+def issue_targets(
+    single: dict[str, Any], batched: dict[str, Any], baseline: dict[str, Any], latency: list[dict[str, Any]]
+) -> dict[str, bool]:
+    """The chained-engine targets (GitHub issue 14) met or missed; only those this run measures (the
+    second baseline, a raw loop that also writes the stores, is not built yet).
+
+    >>> t = issue_targets({"ticks_per_s": 1}, {"ticks_per_s": 9, "cpu_s_per_1m_ticks": {"a": 4.0}},
+    ...                   {"ticks_per_s": 10, "cpu_s_per_1m_ticks": 2.0}, [])
+    >>> t["tick_batch >= 0.5x baseline"], t["cpu per tick <= 2x baseline"]
+    (True, True)
+    """
+    base = baseline["ticks_per_s"]
+    cpu_b = sum(batched["cpu_s_per_1m_ticks"].values())
+    out = {
+        "tick_batch_ticks_per_s >= 200k": batched["ticks_per_s"] >= 200_000,
+        "tick_batch >= 0.5x baseline": batched["ticks_per_s"] >= 0.5 * base,
+        "single_tick_ticks_per_s >= 100k": single["ticks_per_s"] >= 100_000,
+        "cpu per tick <= 2x baseline": cpu_b <= 2 * baseline["cpu_s_per_1m_ticks"],
+    }
+    for r in latency:
+        if r["rate"] not in (1_000, 10_000) or not r["tick_to_signal_ms"].get("n"):
+            continue
+        k, sig, end = f"{r['rate'] // 1000}k/s", r["tick_to_signal_ms"], r["stages_ms"]["bar_end_to_signal"]
+        out[f"{k} tick->signal p50 <= 5 ms"] = sig["p50"] <= 5
+        out[f"{k} tick->signal p99 <= 20 ms"] = sig["p99"] <= 20
+        out[f"{k} bar end->signal p50 <= 10 ms"] = end["p50"] <= 10
+        out[f"{k} bar end->signal p99 <= 50 ms"] = end["p99"] <= 50
+    return out
 
 
 def stage_table(stats: dict[str, Any]) -> str:
