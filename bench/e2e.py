@@ -138,6 +138,8 @@ class _Run:
         self.tally: Tally | None = None
         self.stores: Stores | None = None
         self.base_in, self.base_out = f"{self.run}.base.ticks", f"{self.run}.base.signals"
+        # the second baseline writes the stores in its own namespace: the run's stores must match its topics
+        self.s_stores = run_settings(base, f"{self.run}-sb").model_copy(update={"signal": self.s.signal})
         self.batch_serde = AvroSerde.for_record("TickBatch")
 
     # -- plumbing -------------------------------------------------------------------------------------------
@@ -148,9 +150,11 @@ class _Run:
         if self.stores is not None:
             self.stores.close()
         if not self.cfg.keep_data:
-            topics = [*self.s.topics.all_topics(), self.base_in, self.base_out]
+            topics = [*self.s.topics.all_topics(), self.base_in, f"{self.base_in}-stores", self.base_out]
             for problem in drop_namespace(self.s, topics):
                 print(f"note: cleaning up run {self.run}: {problem}")
+            for problem in drop_namespace(self.s_stores, []):
+                print(f"note: cleaning up the stores baseline of run {self.run}: {problem}")
 
     def check_alive(self) -> None:
         for name, p in self.procs.items():
@@ -215,7 +219,7 @@ class _Run:
         for fut in admin.create_topics(
             [
                 NewTopic(t, num_partitions=s.topics.tick_partitions, replication_factor=1)
-                for t in (self.base_in, self.base_out)
+                for t in (self.base_in, f"{self.base_in}-stores", self.base_out)
             ]
         ).values():
             fut.result(15)
@@ -270,6 +274,7 @@ class _Run:
         self.sent["B"] = len(b)
         load["after_throughput"] = list(os.getloadavg())
         baseline = self.baseline(b_batches, len(b), exp, producer)
+        baseline_stores = self.baseline(b_batches, len(b), exp, producer, stores=True)
         latency = [self.latency(rate, producer) for rate in cfg.rates]
         load["after_latency"] = list(os.getloadavg())
         reconcile = self.reconcile()
@@ -285,7 +290,8 @@ class _Run:
             "feed_batch_max_ticks": s.feed.batch_max_ticks,
         }
         return assemble(
-            self.run, {**asdict(cfg), **settings}, exp, single, batched, baseline, latency, reconcile,
+            self.run, {**asdict(cfg), **settings}, exp, single, batched, (baseline, baseline_stores), latency,
+            reconcile,
             {name: {"peak_rss_mb": rss[name], "idle_cpu_cores": idle[name]} for name in self.procs},
             load, {"prep_s": round(prep_s, 1), "startup_s": round(startup_s, 1)},
         )  # fmt: skip
@@ -379,12 +385,21 @@ class _Run:
         }
 
     def baseline(
-        self, batches: list[tuple[int, dict[str, Any]]], n: int, exp: dict[str, int], producer: Any
+        self,
+        batches: list[tuple[int, dict[str, Any]]],
+        n: int,
+        exp: dict[str, int],
+        producer: Any,
+        stores: bool = False,
     ) -> dict[str, Any]:
+        """One baseline process (``stores``: the second one, which also writes every store, in its own
+        namespace) over the TickBatch input, best of ``baseline_passes``."""
         parts = self.s.topics.tick_partitions
+        tag = "-stores" if stores else ""
+        base_in = f"{self.base_in}{tag}"
         args = [
             "--in-topic",
-            self.base_in,
+            base_in,
             "--out-topic",
             self.base_out,
             "--ticks",
@@ -393,13 +408,15 @@ class _Run:
             str(parts),
             "--passes",
             str(self.cfg.baseline_passes),
+            *(["--stores"] if stores else []),
         ]
+        env = {**self.env, **settings_env(self.s_stores)} if stores else self.env
         proc = subprocess.Popen(
             [sys.executable, "-m", "bench.e2e_baseline", *args],
-            env={**os.environ, **self.env},
+            env={**os.environ, **env},
             stdout=subprocess.PIPE,
             text=True,
-            stderr=(self.logs / f"{self.run}-baseline.log").open("ab"),
+            stderr=(self.logs / f"{self.run}-baseline{tag}.log").open("ab"),
         )
         ping = {
             "symbol_index": [0],
@@ -409,7 +426,7 @@ class _Run:
             "seq": [1],
         }
         pings = [(p, {**ping, "batch_id": f"ping{p}", "symbols": [f"Z{p:02d}PING"]}) for p in range(parts)]
-        self.produce_batches(self.base_in, pings, producer)
+        self.produce_batches(base_in, pings, producer)
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if line.strip() != "READY":
@@ -417,7 +434,7 @@ class _Run:
             raise RuntimeError(f"baseline did not start: {line!r}")
         load0 = os.getloadavg()
         t0 = time.time()
-        self.produce_batches(self.base_in, batches, producer)
+        self.produce_batches(base_in, batches, producer)
         try:
             out, _ = proc.communicate(timeout=self.cfg.timeout_s)
         except subprocess.TimeoutExpired:
@@ -440,6 +457,7 @@ class _Run:
             "bars": best["bars"],
             "signals": best["signals"],
             "signals_match_pipeline": same,
+            **({"stored_first_pass": first["stored"]} if stores else {}),  # PostgreSQL counts new rows
             "cpu_s_per_1m_ticks": round(min(p["cpu_s"] for p in passes) / n * 1e6, 2),
             "peak_rss_mb": report["peak_rss_mb"],
             "load_avg": [round(x, 2) for x in (*load0, *os.getloadavg())],

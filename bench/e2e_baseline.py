@@ -7,16 +7,24 @@ indicators, :mod:`processors.price_state`) -> features of every new snapshot of 
 one call per message -> hysteresis (:class:`processors.signals.SignalState`) -> one Avro ``Signal`` per
 bar produced to ``--out-topic``, keyed by symbol on the input's partition.
 
+With ``--stores`` it is the second baseline, what a user would write by hand with the same clients: after
+each ``consume`` call it also writes what that call produced to the stores the pipeline's sink writes, with
+the same adapters (their batched writes: one round trip per store and call), all stores concurrently —
+ClickHouse ticks, bars, indicators and signals, PostgreSQL bars and signals, Redis bars, snapshots and
+signals. (Orders and fills, a few per thousand signals, are left out: it has no order book.)
+
 Run by :mod:`bench.e2e` as ``python -m bench.e2e_baseline --in-topic T --out-topic S --ticks N --pings P
---passes K``; it prints ``READY`` once it has consumed the P ping batches (one per partition), then makes K
-passes over the input (each with fresh state and a fresh consumer from the start of the topic, ending after
-N ticks and the producer's flush) and prints one JSON line: per pass the ticks, bars, snapshots, signals,
-first-consume and done wall times and CPU seconds; the peak RSS.
+--passes K [--stores]``; it prints ``READY`` once it has consumed the P ping batches (one per partition),
+then makes K passes over the input (each with fresh state and a fresh consumer from the start of the topic,
+ending after N ticks, the producer's flush and, with ``--stores``, the last writes) and prints one JSON
+line: per pass the ticks, bars, snapshots, signals, first-consume and done wall times and CPU seconds; the
+peak RSS.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import resource
@@ -31,9 +39,11 @@ from processors.features import features_from_snapshot, is_valid
 from processors.price_state import PricePartition, parse_timeframes
 from processors.signals import SignalPolicy, SignalState, signal_id
 from schemas.serde import AvroSerde
+from sinks.redis_state import RedisHotState
 from streams import kafka
 from streams.config import get_settings
 from streams.inference import OnnxModel
+from streams.stores import clickhouse_history, postgres_orders, redis_config
 
 
 def now_us() -> int:
@@ -47,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ticks", type=int, required=True)
     ap.add_argument("--pings", type=int, default=0, help="warm-up messages sent before the input")
     ap.add_argument("--passes", type=int, default=1, help="runs over the same input (fresh state each)")
+    ap.add_argument("--stores", action="store_true", help="also write every store (the second baseline)")
     args = ap.parse_args(argv)
     settings = get_settings()
     timeframes = parse_timeframes(settings.topics.timeframes)
@@ -58,6 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     prices: dict[int, PricePartition] = {}
     decisions: dict[int, SignalState] = {}
     counts = dict.fromkeys(("ticks", "bars", "snapshots", "signals", "messages", "pings"), 0)
+    stores = Stores(settings) if args.stores else None
+    made: dict[str, list[dict[str, Any]]] = {k: [] for k in ("ticks", "bars", "snapshots", "signals")}
 
     def process(msgs: list[Any]) -> None:
         for msg in msgs:
@@ -88,8 +101,18 @@ def main(argv: list[str] | None = None) -> None:
             snaps = [s for tf, rows in out.snapshots.items() if tf in signal_tfs for s in rows]
             counts["snapshots"] += sum(len(s) for s in out.snapshots.values())
             if snaps:
-                counts["signals"] += _signals(snaps, decisions[part], model, out_serde, producer, args, part)
+                signals = _signals(snaps, decisions[part], model, out_serde, producer, args, part)
+                counts["signals"] += len(signals)
+                made["signals"] += signals
+            if stores is not None:
+                made["ticks"].append(batch)
+                made["bars"] += [b for rows in out.bars.values() for b in rows]
+                made["snapshots"] += [s for rows in out.snapshots.values() for s in rows]
         producer.poll(0)
+        if stores is not None and made["ticks"]:
+            stores.write(made)
+        for rows in made.values():
+            rows.clear()
 
     # Warm-up, not timed (the services are warm too): a synthetic series through bars, indicators, features
     # and the model, and one ping batch per partition (the consumer is then fetching every partition).
@@ -106,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
         prices.clear()
         decisions.clear()
         counts.update(dict.fromkeys(counts, 0))
+        if stores is not None:
+            stores.written = {}
         if n == 0:
             while counts["pings"] < args.pings:
                 process(consumer.consume(100, timeout=0.05))
@@ -122,7 +147,10 @@ def main(argv: list[str] | None = None) -> None:
         cpu1 = os.times()
         consumer.close()
         cpu = cpu1.user + cpu1.system - cpu0.user - cpu0.system
-        passes.append({**counts, "first_consume": first, "done": done, "cpu_s": cpu})
+        stored = {"stored": stores.written} if stores is not None else {}
+        passes.append({**counts, "first_consume": first, "done": done, "cpu_s": cpu, **stored})
+    if stores is not None:
+        stores.close()
     report = {
         "passes": passes,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -154,7 +182,7 @@ def _signals(
     producer: Any,
     args: argparse.Namespace,
     part: int,
-) -> int:
+) -> list[dict[str, Any]]:
     rows, features = [], []
     for snap in snaps:
         if state.seen(snap["symbol"], snap["timeframe"], snap["start_us"]):
@@ -166,10 +194,10 @@ def _signals(
         rows.append(snap)
         features.append(x)
     if not rows:
-        return 0
+        return []
     probs = model.predict(np.stack(features)).tolist()
     inference_us = now_us()
-    sent = 0
+    sent = []
     for snap, p in zip(rows, probs, strict=True):
         action = state.decide(snap["symbol"], snap["timeframe"], snap["start_us"], p)
         if action is None:
@@ -191,8 +219,49 @@ def _signals(
             "publish_us": now_us(),
         }
         producer.produce(args.out_topic, serde.encode(signal), key=snap["symbol"].encode(), partition=part)
-        sent += 1
+        sent.append(signal)
     return sent
+
+
+class Stores:
+    """The sink's adapters, written from this synchronous loop on a private event loop."""
+
+    def __init__(self, settings: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.redis = RedisHotState(redis_config(settings))
+        self.clickhouse = clickhouse_history(settings)
+        self.postgres = postgres_orders(settings)
+        self.written: dict[str, int] = {}  # rows per store of the current pass, as the adapters count them
+        for store in (self.redis, self.clickhouse, self.postgres):
+            self.loop.run_until_complete(store.open())
+
+    def write(self, made: dict[str, list[dict[str, Any]]]) -> None:
+        ch, pg, rd = self.clickhouse, self.postgres, self.redis
+        writes = {"clickhouse.ticks": ch.write_ticks(made["ticks"])}
+        if made["bars"]:
+            bars = made["bars"]
+            writes["clickhouse.bars"] = ch.write_bars(bars)
+            writes["postgres.historical_data"] = pg.write_bars(bars)
+            writes["redis.bars"] = rd.write_bars(bars)
+        if made["snapshots"]:
+            writes["clickhouse.indicators"] = ch.write_snapshots(made["snapshots"])
+            writes["redis.snapshots"] = rd.write_snapshots(made["snapshots"])
+        if made["signals"]:
+            sig = made["signals"]
+            writes["clickhouse.signals"] = ch.write_signals(sig)
+            writes["postgres.signals"] = pg.write_signals(sig)
+            writes["redis.signals"] = rd.write_signals(sig)
+
+        async def all_of() -> list[int]:
+            return list(await asyncio.gather(*writes.values()))
+
+        for name, n in zip(writes, self.loop.run_until_complete(all_of()), strict=True):
+            self.written[name] = self.written.get(name, 0) + n
+
+    def close(self) -> None:
+        for store in (self.redis, self.clickhouse, self.postgres):
+            self.loop.run_until_complete(store.close())
+        self.loop.close()
 
 
 if __name__ == "__main__":

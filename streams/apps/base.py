@@ -139,9 +139,16 @@ class StatefulService(ABC, Generic[S]):
 
     # -- processing -----------------------------------------------------------------------------------------
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
+        queue = getattr(getattr(stream, "channel", None), "queue", None)  # what has arrived and waits
         async for event in cast(faust.Stream[bytes], stream).noack().events():
             async with self._lock:
                 await self._process(event)
+                if queue is None or queue.empty():
+                    await self.drained()
+
+    async def drained(self) -> None:
+        """Called when every message that had arrived is handled, and before each checkpoint and timer tick:
+        a service that defers work to take what has arrived in one go (smart batching) finishes it here."""
 
     async def _process(self, event: EventT) -> None:
         msg = event.message
@@ -186,6 +193,7 @@ class StatefulService(ABC, Generic[S]):
 
     async def checkpoint(self, wait: bool = False) -> None:
         """Flush -> save -> ack/commit now (``wait`` is for services that write in the background)."""
+        await self.drained()
         await self.checkpointer.checkpoint(self.flush_outputs, self._ack_and_commit)
 
     async def flush_outputs(self) -> None:
@@ -203,6 +211,7 @@ class StatefulService(ABC, Generic[S]):
 
         async def run() -> None:
             async with self._lock:
+                await self.drained()
                 await tick()
                 if self.checkpointer.due():
                     await self.checkpoint()

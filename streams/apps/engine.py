@@ -1,12 +1,15 @@
 """The engine (Faust): the price, signal and order stages chained in one worker (the ``chained`` topology).
 
-It reads only ``ticks``. Each TickBatch is decoded once and goes through the stages in memory: the price
-stage closes bars and computes their snapshots, the signal stage predicts for the snapshots of the signal
-timeframes and decides, the order stage takes those signals and then the batch's ticks, watermark and ended
-inputs. Every intermediate record is still produced to its topic (``bars.<tf>``, ``indicators.<tf>``,
-``signals``, ``orders``, ``fills``) for subscribers and the sink, exactly as the separate workers of the
-``split`` topology produce them: the order books decide in event time, so handing a signal over before or
-after the ticks that follow it gives the same orders.
+It reads only ``ticks``. Each TickBatch is decoded once and goes through the stages in memory. Smart batching:
+the batches of a partition that have arrived together (up to ``MAX_RUN``) are merged into one before the
+stages (:mod:`processors.tick_batches`: exact, since a watermark or an end of input ends a run), so a
+backlog is worked off in large passes and a lone batch goes through at once. The price stage closes bars and
+computes their snapshots, the signal stage predicts for the snapshots of the signal timeframes and decides,
+the order stage takes those signals and then the batch's ticks, watermark and ended inputs. Every
+intermediate record is still produced to its topic (``bars.<tf>``, ``indicators.<tf>``, ``signals``,
+``orders``, ``fills``) for subscribers and the sink, exactly as the separate workers of the ``split``
+topology produce them: the order books decide in event time, so handing a signal over before or after the
+ticks that follow it gives the same orders.
 
 State per ``ticks`` partition is the three stages' states together (:class:`EngineState`), checkpointed with
 the partition's offset in one row (flush the producer -> save -> commit; :mod:`streams.apps.checkpointing`).
@@ -16,12 +19,14 @@ A restart re-reads the ticks after the checkpoint and re-makes the same records 
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import faust
 
 from processors.orders import OrderBook
 from processors.price_state import PricePartition
 from processors.signals import SignalState
+from processors.tick_batches import ends_a_run, merge
 from schemas.serde import AvroSerde, WireFormatError
 from streams.apps.base import StatefulService
 from streams.apps.order import OrderStage
@@ -29,6 +34,8 @@ from streams.apps.price import PriceStage
 from streams.apps.signal import SignalStage
 from streams.config import Settings
 
+#: at most this many batches of a partition are merged into one pass (bounds the delay of the first)
+MAX_RUN = 64
 _MAGIC = b"SPEN"
 _HEADER = struct.Struct("<4sBIII")  # magic, version, lengths of the price, signal and order blobs
 
@@ -80,6 +87,7 @@ class EngineService(StatefulService[EngineState]):
         self.order = OrderStage(self, settings, lambda: (s.order for s in self.states.values()))
         self.signal_timeframes = tuple(settings.signal.timeframes)
         self.ticks_serde = AvroSerde.for_record("TickBatch")
+        self._deferred: dict[int, list[tuple[str, int, dict[str, Any]]]] = {}  # partition -> its run
 
     async def on_open(self) -> None:
         await self.order.open()
@@ -94,11 +102,33 @@ class EngineService(StatefulService[EngineState]):
         )
 
     async def handle(self, topic: str, partition: int, offset: int, value: bytes, state: EngineState) -> None:
+        """Decode and defer: the batches of a partition that arrive together go through the stages as one
+        (:meth:`drained`); a batch with a watermark or an end of input ends its run at once."""
         try:
             batch = self.ticks_serde.decode(value)
         except WireFormatError as exc:
             await self.dead_letter(exc.reason_code, exc.reason, topic, partition, offset, value, "price")
             return
+        run = self._deferred.setdefault(partition, [])
+        run.append((topic, offset, batch))
+        if ends_a_run(batch) or len(run) >= MAX_RUN:
+            await self._flush(partition)
+
+    async def drained(self) -> None:
+        for partition in list(self._deferred):
+            await self._flush(partition)
+
+    async def _flush(self, partition: int) -> None:
+        run = self._deferred.pop(partition, None)
+        if not run:
+            return
+        state = self.states[self.partitions.of(partition)]
+        topic, offset, _ = run[-1]  # late ticks of a merged run are dead-lettered with its last offset
+        await self._stages(merge([b for _, _, b in run]), state, topic, partition, offset)
+
+    async def _stages(
+        self, batch: dict[str, Any], state: EngineState, topic: str, partition: int, offset: int
+    ) -> None:
         out = await self.price.apply(batch, state.price, topic, partition, offset)
         snapshots = [snap for tf in self.signal_timeframes for snap in out.snapshots.get(tf, ())]
         if snapshots:

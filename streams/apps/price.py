@@ -28,6 +28,8 @@ from streams.apps.common import raw_topic
 from streams.config import Settings
 from streams.metrics import LATE_TICKS, SEQUENCE_EVENTS, STAGE_LATENCY, TICKS, WATERMARKS
 
+#: records per BarBatch/IndicatorBatch message: a snapshot is ~1 KB of Avro, and a broker takes 1 MB messages
+MAX_RECORDS = 500
 log = logging.getLogger("stockpulse.price")
 
 
@@ -102,13 +104,18 @@ class PriceStage:
         n_bars = self.settings.topics.bar_partitions
         for tf, bars in out.bars.items():
             for p, rows in by_partition(bars, n_bars).items():
-                await send(self.bar_topics[tf], self.bars_serde.encode({"bars": rows}), p)
+                for i in range(0, len(rows), MAX_RECORDS):
+                    await send(
+                        self.bar_topics[tf], self.bars_serde.encode({"bars": rows[i : i + MAX_RECORDS]}), p
+                    )
             for bar in bars:
                 if bar["ingest_us"]:
                     STAGE_LATENCY.labels("tick_to_bar").observe((bar["close_us"] - bar["ingest_us"]) / 1e6)
         for tf, snaps in out.snapshots.items():
             for p, rows in by_partition(snaps, n_bars).items():
-                await send(self.ind_topics[tf], self.ind_serde.encode({"snapshots": rows}), p)
+                for i in range(0, len(rows), MAX_RECORDS):
+                    value = self.ind_serde.encode({"snapshots": rows[i : i + MAX_RECORDS]})
+                    await send(self.ind_topics[tf], value, p)
             for snap in snaps:
                 STAGE_LATENCY.labels("bar_to_indicator").observe(
                     (snap["indicator_us"] - snap["close_us"]) / 1e6

@@ -46,11 +46,16 @@ def test_every_tick_is_stored_and_the_stores_agree_with_the_topics(result: dict[
         assert r["counts"]["clickhouse.bars"] == r["expected"]["clickhouse.bars"] > 0
     base = result["throughput"]["baseline"]
     assert base["ticks"] == TINY.ticks and base["signals_match_pipeline"], base
+    stores = result["throughput"]["baseline_stores"]  # the second baseline writes what the sink writes
+    assert stores["ticks"] == TINY.ticks and stores["signals_match_pipeline"], stores
+    expected = result["throughput"]["tick_batch"]["expected"]
+    for name in ("clickhouse.ticks", "clickhouse.bars", "clickhouse.signals", "postgres.signals"):
+        assert stores["stored_first_pass"][name] == expected[name], (name, stores, expected)
 
 
 def test_the_result_has_what_the_readme_and_the_regression_check_read(result: dict[str, Any]) -> None:
     t = result["throughput"]
-    for phase in ("single_tick", "tick_batch", "baseline"):
+    for phase in ("single_tick", "tick_batch", "baseline", "baseline_stores"):
         assert t[phase]["ticks_per_s"] > 0 and t[phase]["seconds"] > 0
     assert {"clickhouse.ticks", "postgres.orders", "redis.bars", "signal (signals topic)"} <= set(
         t["tick_batch"]["stages"]
@@ -60,6 +65,7 @@ def test_the_result_has_what_the_readme_and_the_regression_check_read(result: di
         "ratios.tick_batch_pipeline_over_baseline",
         "ratios.single_tick_pipeline_over_baseline",
         "ratios.cpu_baseline_over_pipeline_tick_batch",
+        "ratios.tick_batch_pipeline_over_baseline_stores",
     } <= set(found)
     assert all(v > 0 for v in found.values()), found
     (lat,) = result["latency"]
