@@ -41,8 +41,9 @@ from processors.event_time import DelayTracker, WatermarkSchedule
 from processors.price_state import parse_timeframe
 from processors.ticks import FeedState, TickBatchBuilder, TickLimits, check_tick, partition_for
 from schemas.serde import AvroSerde, WireFormatError, value_header
-from sinks.checkpoints import Checkpoint, SyncCheckpointStore
+from sinks.checkpoints import SyncCheckpointStore
 from streams import kafka
+from streams.apps.checkpointing import DeliveryBook, StatePartitions
 from streams.config import Settings
 from streams.deadletter import DeadLetterEncoder
 from streams.metrics import (
@@ -164,8 +165,10 @@ class FeedHandler:
         )
         self._producer = kafka.producer(settings)
         self._state: dict[int, FeedState] = {}
-        self._next_offset: dict[int, int] = {}
-        self._dirty: set[int] = set()
+        raw = self.topics.ticks_raw
+        # the workers' delivery core: offsets, changed partitions and the rows of each checkpoint
+        parts = StatePartitions({raw: self.topics.all_topics()[raw]})
+        self.book = DeliveryBook([raw], parts, fs.checkpoint_ms / 1000, self._state.get)
         self._builders: dict[int, TickBatchBuilder] = {}
         self._batch_started = 0.0
         self.policy = settings.event_time.policy()
@@ -190,12 +193,13 @@ class FeedHandler:
         parts = [tp.partition for tp in partitions]
         topic = self.topics.ticks_raw
         saved = self._store.load(self.group_id, [topic], parts)
+        blobs = self.book.restored(parts, saved)
         now = _now_us()
         for tp in partitions:
             cp = saved.get((topic, tp.partition))
             if cp is not None:
-                tp.offset = cp.next_offset
-                state = self._state[tp.partition] = FeedState.from_bytes(cp.state)
+                tp.offset = cp.next_offset  # seek: nothing below the checkpoint is delivered again
+                state = self._state[tp.partition] = FeedState.from_bytes(blobs.get(tp.partition, b""))
                 # live bars routed before a restart still need their watermarks
                 recent = [out for out, at in state.live_outs.items() if now - at < self.watermarks.hold_us]
                 self.watermarks.cover(recent, now)
@@ -209,8 +213,7 @@ class FeedHandler:
         self.checkpoint(force=True)
         for tp in partitions:
             self._state.pop(tp.partition, None)
-            self._next_offset.pop(tp.partition, None)
-            self._dirty.discard(tp.partition)
+        self.book.forget([tp.partition for tp in partitions])
         consumer.unassign()
 
     # -- hot path -------------------------------------------------------------------------------------------
@@ -243,6 +246,7 @@ class FeedHandler:
             now - self.policy.live_window_us if mode == "auto" else (-(2**63) if mode == "live" else 2**63)
         )
         live_parts: set[tuple[int, int]] = set()  # (input partition, output partition) of live ticks
+        last: dict[int, int] = {}  # input partition -> its last offset in msgs
         oldest_live = now
         valid = 0
         for msg in msgs:
@@ -255,8 +259,7 @@ class FeedHandler:
             assert part is not None
             offset = msg.offset()
             assert offset is not None
-            self._next_offset[part] = offset + 1
-            self._dirty.add(part)
+            last[part] = offset
             try:
                 decoded = decode(msg.value())
             except InvalidTick as exc:
@@ -281,6 +284,8 @@ class FeedHandler:
             if len(builder) >= max_ticks:
                 self._publish(out, builder)
                 del self._builders[out]
+        for part, offset in last.items():
+            self.book.processed(self.topics.ticks_raw, part, offset)
         if live_parts:
             TICK_DELAY.observe(max(0, now - oldest_live) / 1e6)
             self.delay.observe(now, now - oldest_live)
@@ -340,31 +345,32 @@ class FeedHandler:
         self._producer.poll(0)
 
     def checkpoint(self, force: bool = False) -> None:
-        """Flush batches and the producer, then write state + offsets, then commit offsets to Kafka."""
+        """Flush batches and the producer, then write state + offsets, then commit offsets to Kafka (the
+        workers' order; the rows come from the shared :class:`~streams.apps.checkpointing.DeliveryBook`)."""
         now = time.monotonic()
         if not force and (now - self._last_checkpoint) * 1000 < self.settings.feed.checkpoint_ms:
             return
         self._last_checkpoint = now
         self.flush_batches()
-        if not self._dirty:
+        taken = self.book.take()
+        if taken is None:
             return
-        remaining = self._producer.flush(30)
-        if remaining or self._delivery_errors:
-            raise RuntimeError(
-                f"producer could not deliver {remaining} messages ({self._delivery_errors[:3]}); "
-                "not checkpointing: the inputs will be re-read after restart"
-            )
-        parts = sorted(self._dirty)
-        topic = self.topics.ticks_raw
-        self._store.save(
-            self.group_id,
-            {(topic, p): Checkpoint(self._next_offset[p], self._state[p].to_bytes()) for p in parts},
-        )
+        try:
+            remaining = self._producer.flush(30)
+            if remaining or self._delivery_errors:
+                raise RuntimeError(
+                    f"producer could not deliver {remaining} messages ({self._delivery_errors[:3]}); "
+                    "not checkpointing: the inputs will be re-read after restart"
+                )
+            self._store.save(self.group_id, taken.rows)
+        except BaseException:
+            self.book.give_back(taken)
+            raise
+        self.book.saved(taken)
         self._consumer.commit(
-            offsets=[TopicPartition(self.topics.ticks_raw, p, self._next_offset[p]) for p in parts],
+            offsets=[TopicPartition(t, p, cp.next_offset) for (t, p), cp in taken.rows.items()],
             asynchronous=True,
         )
-        self._dirty.clear()
         self.stats.checkpoints += 1
         CHECKPOINTS.labels(SERVICE).inc()
 

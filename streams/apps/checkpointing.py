@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -98,22 +98,30 @@ class Taken:
     partitions: list[int]
 
 
-class Checkpointer:
-    """Tracks processed offsets per topic-partition and writes checkpoints on an interval."""
+class DeliveryBook:
+    """The delivery core without I/O, shared by the Faust workers (:class:`Checkpointer`) and the
+    confluent-kafka feed: the next offset of every input topic-partition, what to skip after a restore, which
+    state partitions changed since their last saved checkpoint, and the rows to save (:meth:`take`, then
+    :meth:`saved` once written, or :meth:`give_back`).
+
+    >>> book = DeliveryBook(["t"], StatePartitions({"t": 2}), 0.0, lambda p: None)
+    >>> book.restored([0, 1], {("t", 0): Checkpoint(5, b"s")})
+    {0: b's'}
+    >>> book.should_skip("t", 0, 4), book.should_skip("t", 0, 5)
+    (True, False)
+    >>> book.processed("t", 1, 7); taken = book.take(); taken.rows
+    {('t', 1): Checkpoint(next_offset=8, state=b'')}
+    >>> book.take() is None, book.saved(taken), book.should_skip("t", 1, 7)
+    (True, None, True)
+    """
 
     def __init__(
         self,
-        store: CheckpointStore,
-        service: str,
-        group_id: str,
         topics: list[str],
+        partitions: StatePartitions,
         interval_s: float,
         state_of: Callable[[int], PartitionState | None],
-        partitions: StatePartitions,
     ) -> None:
-        self.store = store
-        self.service = service
-        self.group_id = group_id
         self.topics = topics
         self.partitions = partitions
         self.interval_s = interval_s
@@ -122,24 +130,26 @@ class Checkpointer:
         self.next_offset: dict[tuple[str, int], int] = {}
         self._dirty: set[int] = set()
         self._last = time.monotonic()
-        self.count = 0
 
-    async def restore(self, partitions: list[int]) -> dict[int, bytes]:
-        """Load the checkpoints of newly assigned state partitions; returns state partition -> state bytes."""
-        members = {q: self.partitions.members(q) for q in partitions}
-        numbers = sorted({p for keys in members.values() for _, p in keys})
-        saved = await self.store.load(self.group_id, self.topics, numbers)
+    def input_partitions(self, partitions: list[int]) -> list[int]:
+        """The input partition numbers whose checkpoints make up these state partitions."""
+        return sorted({p for q in partitions for _, p in self.partitions.members(q)})
+
+    def restored(
+        self, partitions: list[int], saved: Mapping[tuple[str, int], Checkpoint]
+    ) -> dict[int, bytes]:
+        """Take over newly assigned state partitions from their ``saved`` checkpoints; returns state
+        partition -> state bytes (those that have a state)."""
         states = {}
         for q in partitions:
             self._dirty.discard(q)
-            for key in members[q]:
+            for key in self.partitions.members(q):
                 cp = saved.get(key)
                 self.restored_next[key] = cp.next_offset if cp else 0
                 self.next_offset.pop(key, None)
             first = saved.get((self.topics[0], q))
             if first is not None and first.state:
                 states[q] = first.state
-        log.info("%s: restored %d of %d partitions", self.service, len(states), len(partitions))
         return states
 
     def should_skip(self, topic: str, partition: int, offset: int) -> bool:
@@ -169,6 +179,67 @@ class Checkpointer:
             rows[key] = Checkpoint(nxt or 0, blob)
         return rows
 
+    def take(self, partitions: set[int] | None = None) -> Taken | None:
+        """The checkpoint rows (state + next offsets) of the dirty partitions as of now, which are then
+        clean; None when nothing changed. Save them once their outputs are durable, then :meth:`saved`."""
+        parts = sorted(self._dirty if partitions is None else self._dirty & partitions)
+        self._last = time.monotonic()
+        if not parts:
+            return None
+        rows: dict[tuple[str, int], Checkpoint] = {}
+        for p in parts:
+            rows.update(self._rows(p))
+        self._dirty.difference_update(parts)
+        return Taken(rows, parts)
+
+    def saved(self, taken: Taken) -> None:
+        """The taken rows are written: what they cover is never applied again (partitions still assigned)."""
+        for key, cp in taken.rows.items():
+            if key in self.restored_next or key in self.next_offset:
+                self.restored_next[key] = max(self.restored_next.get(key, 0), cp.next_offset)
+
+    def give_back(self, taken: Taken) -> None:
+        """Rows that could not be saved: their partitions (those still assigned) are dirty again."""
+        self._dirty.update(p for p in taken.partitions if p in self._live())
+
+    def _live(self) -> set[int]:
+        """State partitions still assigned (their offsets are tracked)."""
+        return {self.partitions.of(p) for _, p in (*self.restored_next, *self.next_offset)}
+
+    def forget(self, partitions: list[int]) -> None:
+        for q in partitions:
+            self._dirty.discard(q)
+            for key in self.partitions.members(q):
+                self.restored_next.pop(key, None)
+                self.next_offset.pop(key, None)
+
+
+class Checkpointer(DeliveryBook):
+    """The delivery core of the Faust workers: the book plus the checkpoint store, on an interval."""
+
+    def __init__(
+        self,
+        store: CheckpointStore,
+        service: str,
+        group_id: str,
+        topics: list[str],
+        interval_s: float,
+        state_of: Callable[[int], PartitionState | None],
+        partitions: StatePartitions,
+    ) -> None:
+        super().__init__(topics, partitions, interval_s, state_of)
+        self.store = store
+        self.service = service
+        self.group_id = group_id
+        self.count = 0
+
+    async def restore(self, partitions: list[int]) -> dict[int, bytes]:
+        """Load the checkpoints of newly assigned state partitions; returns state partition -> state bytes."""
+        saved = await self.store.load(self.group_id, self.topics, self.input_partitions(partitions))
+        states = self.restored(partitions, saved)
+        log.info("%s: restored %d of %d partitions", self.service, len(states), len(partitions))
+        return states
+
     async def checkpoint(
         self,
         flush_outputs: Callable[[], Awaitable[None]],
@@ -187,19 +258,6 @@ class Checkpointer:
             raise
         await self.save(taken, commit, started)
 
-    def take(self, partitions: set[int] | None = None) -> Taken | None:
-        """The checkpoint rows (state + next offsets) of the dirty partitions as of now, which are then
-        clean; None when nothing changed. Save them with :meth:`save` once their outputs are durable."""
-        parts = sorted(self._dirty if partitions is None else self._dirty & partitions)
-        self._last = time.monotonic()
-        if not parts:
-            return None
-        rows: dict[tuple[str, int], Checkpoint] = {}
-        for p in parts:
-            rows.update(self._rows(p))
-        self._dirty.difference_update(parts)
-        return Taken(rows, parts)
-
     async def save(
         self, taken: Taken, commit: Callable[[], Awaitable[None]], started: float | None = None
     ) -> None:
@@ -211,25 +269,8 @@ class Checkpointer:
         except BaseException:
             self.give_back(taken)
             raise
-        for key, cp in taken.rows.items():
-            if key in self.restored_next or key in self.next_offset:
-                self.restored_next[key] = max(self.restored_next.get(key, 0), cp.next_offset)
+        self.saved(taken)
         await commit()
         self.count += 1
         CHECKPOINTS.labels(self.service).inc()
         CHECKPOINT_SECONDS.labels(self.service).observe(time.perf_counter() - started)
-
-    def give_back(self, taken: Taken) -> None:
-        """Rows that could not be saved: their partitions (those still assigned) are dirty again."""
-        self._dirty.update(p for p in taken.partitions if p in self._live())
-
-    def _live(self) -> set[int]:
-        """State partitions still assigned (their offsets are tracked)."""
-        return {self.partitions.of(p) for _, p in (*self.restored_next, *self.next_offset)}
-
-    def forget(self, partitions: list[int]) -> None:
-        for q in partitions:
-            self._dirty.discard(q)
-            for key in self.partitions.members(q):
-                self.restored_next.pop(key, None)
-                self.next_offset.pop(key, None)
