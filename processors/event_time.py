@@ -9,10 +9,11 @@ The model, as the README's "Event time" section tells it:
   with the bar it missed, never merged or dropped silently.
 * **Live** symbols (ticks stamped near the wall clock) also follow the feed's clock: whenever the feed has
   read everything on its input, it publishes a **watermark** ``now - max_delay_us`` in-band on each
-  ``ticks`` partition (every ``watermark_interval_us``). So a live bar closes at ``end + max delay +
-  lateness`` of wall time even if its symbol never trades again, and a tick that reaches the feed within
-  ``max_delay_us`` of its timestamp is never late. Because the watermark travels behind the ticks in the same
-  partition, a slow consumer never closes a bar before it has seen the bar's ticks.
+  ``ticks`` partition (once per bar boundary, as the watermark reaches it). So a live bar closes at
+  ``end + max delay + lateness`` of wall time even if its symbol never trades again, and a tick that
+  reaches the feed within ``max_delay_us`` of its timestamp is never late. Because the watermark travels
+  behind the ticks in the same partition, a slow consumer never closes a bar before it has seen the bar's
+  ticks.
 * **Replay** symbols (event time far from the wall clock) follow their own ticks only; the end of a replay
   (an ``EndOfStream`` message, sent by ``stockpulse replay`` and the demo) closes their open bars.
 * Which symbols are live is read from the data: ``mode="auto"`` (the default) calls a symbol live when its
@@ -76,7 +77,9 @@ class WatermarkSchedule:
     partitions the feed's checkpoint says were live are covered for that long, so bars opened before a crash
     still close on time. A watermark is worth sending only when it passes a bar boundary (of any of
     ``timeframes_us``, plus the lateness) that the partition's previous one did not: so about once per
-    shortest bar, right after the boundary, checked every ``interval_us``.
+    shortest bar. Checked at most every ``interval_us`` and also right when the watermark reaches the next
+    bar boundary (:meth:`wait_us` tells the feed how long it may wait for input), so a quiet live bar closes
+    as soon as the watermark passes its end, not up to an interval later.
 
     >>> s = WatermarkSchedule(hold_us=61_000_000, interval_us=100_000, timeframes_us=(1_000_000,))
     >>> s.live_tick(3, now_us=0)
@@ -86,6 +89,15 @@ class WatermarkSchedule:
     ([], [3])
     >>> s.due(now_us=62_000_000, watermark_us=61_750_000)  # no live tick for longer than hold_us
     []
+    >>> s.wait_us(now_us=62_000_000) is None  # nothing live: no reason to wake up
+    True
+    >>> q = WatermarkSchedule(hold_us=61_000_000, interval_us=10_000_000, timeframes_us=(1_000_000,))
+    >>> q.live_tick(0, now_us=0); q.due(now_us=400_000, watermark_us=150_000)
+    [0]
+    >>> q.wait_us(now_us=400_000)  # the watermark (now - 250 ms) reaches the 1 s boundary at 1.25 s
+    850000
+    >>> q.due(now_us=1_250_000, watermark_us=1_000_000)
+    [0]
     """
 
     hold_us: int
@@ -107,6 +119,12 @@ class WatermarkSchedule:
         for p in partitions:
             self.live_tick(p, now_us)
 
+    def wait_us(self, now_us: int) -> int | None:
+        """How long the feed may wait before calling :meth:`due` again (None: no partition is live)."""
+        if not self.until:
+            return None
+        return max(0, self._next_check - now_us)
+
     def _crossed(self, before: int | None, after: int) -> bool:
         if before is None:
             return True
@@ -118,7 +136,11 @@ class WatermarkSchedule:
         gets it when it passes a bar boundary its last one did not). Expired partitions are dropped."""
         if now_us < self._next_check or not self.until:
             return []
-        self._next_check = now_us + self.interval_us
+        late = self.lateness_us
+        to_boundary = min(
+            ((watermark_us - late) // tf + 1) * tf + late - watermark_us for tf in self.timeframes_us
+        )
+        self._next_check = now_us + min(self.interval_us, to_boundary)
         for p in [p for p, end in self.until.items() if end < now_us]:
             del self.until[p]
             self.sent.pop(p, None)

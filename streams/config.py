@@ -277,8 +277,8 @@ class EventTimeSettings(_Frozen):
         100,
         ge=1,
         le=60_000,
-        description="how often the feed checks whether a partition with live bars needs a watermark (one per "
-        "bar boundary passed)",
+        description="how often at most the feed checks whether a partition with live bars needs a watermark "
+        "(one per bar boundary passed); it also checks right when its watermark reaches the next boundary",
     )
 
     def policy(self) -> EventTimePolicy:

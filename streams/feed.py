@@ -402,7 +402,11 @@ class FeedHandler:
         last_input = time.monotonic()
         try:
             while self._running:
-                msgs = self._take(take, min(max_ms, 0.05))
+                wait_s = min(max_ms, 0.05)
+                watermark_in = self.watermarks.wait_us(_now_us())  # the next watermark may be due sooner
+                if watermark_in is not None:
+                    wait_s = min(wait_s, watermark_in / 1e6)
+                msgs = self._take(take, wait_s)
                 if msgs:
                     self.process(msgs)
                     last_input = time.monotonic()
