@@ -2,13 +2,14 @@
 
 Records are buffered and written in batches (one round trip per store and batch) at every checkpoint: every
 ``sink.flush_s`` seconds or when ``sink.max_buffered`` records wait. Consumption goes on while the stores are
-written: a checkpoint hands the buffers to one background write and takes the checkpoint rows as of that
-point; the next checkpoint first waits for that write (so at most one write is in flight and at most
-``sink.max_buffered`` records wait behind it: backpressure). Each write keeps the documented order: write
-the stores, flush the producer (dead letters), then save the offsets it covers; its events are acknowledged
-to Faust only after that, so a crash re-delivers at most the records since the last saved checkpoint, and
-the stores, keyed by the records' deterministic ids, keep one copy. A store that fails is retried
-(``stockpulse_sink_errors_total``) and holds the checkpoint back: nothing is lost while it is down.
+written: a checkpoint hands the buffers over as one write per store and takes the checkpoint rows as of
+that point (:mod:`streams.apps.handovers`). Each store writes its parts in order, on its own: a slow store
+holds back only its own writes and the checkpoints, never the other stores, and when ``HANDOVER_LIMIT``
+hand-overs are pending the sink waits (backpressure, not loss). A checkpoint is saved, in order, once every
+store holds its records: write the stores, flush the producer (dead letters), save the offsets it covers,
+then acknowledge its events to Faust; so a crash re-delivers at most the records since the last saved
+checkpoint, and the stores, keyed by the records' deterministic ids, keep one copy. A store that fails is
+retried (``stockpulse_sink_errors_total``) and holds the checkpoints back: nothing is lost while it is down.
 
 At start the Redis chart bars are warmed from ClickHouse for every (symbol, timeframe) whose key is missing
 (:func:`sinks.redis_cache.warm`), so charts are served from Redis after a Redis restart or flush.
@@ -41,11 +42,14 @@ from sinks.redis_cache import warm
 from sinks.redis_state import RedisHotState
 from streams.apps.base import StatefulService
 from streams.apps.checkpointing import Taken
+from streams.apps.handovers import HandOvers
 from streams.config import Settings
 from streams.metrics import CACHE_REQUESTS, SINK_ERRORS, SINK_LATENCY, SINK_ROWS
 from streams.stores import clickhouse_history, postgres_orders, redis_config
 
 log = logging.getLogger("stockpulse.sink")
+#: hand-overs that may wait for a slow store (each at most sink.max_buffered records) before the sink waits
+HANDOVER_LIMIT = 4
 Record = dict[str, Any]
 Writer = Callable[[list[Record]], Awaitable[int]]
 
@@ -88,7 +92,7 @@ class SinkService(StatefulService[_NoState]):
         self.postgres = postgres_orders(settings)
         self._fills_since_refresh = False
         self._refreshed_at = float("-inf")
-        self._writing: asyncio.Task[None] | None = None  # the write in flight (see the module docstring)
+        self.handovers = HandOvers(HANDOVER_LIMIT)
         self.timer(settings.sink.flush_s, self._tick)
 
     async def on_open(self) -> None:
@@ -127,33 +131,25 @@ class SinkService(StatefulService[_NoState]):
                 self.checkpointer.touch(part)
 
     async def checkpoint(self, wait: bool = False) -> None:
-        """Hand the buffers and the checkpoint rows as of now to a background write, after the one in flight
-        has finished; ``wait``: return only once this one has too (revocation)."""
-        await self.settled()
+        """Hand the buffers over (one write per store, after that store's earlier ones) with the checkpoint
+        rows as of now, saved once every store holds them (:class:`~streams.apps.handovers.HandOvers`; waits
+        while ``HANDOVER_LIMIT`` hand-overs are pending); ``wait``: return once all are saved (revocation)."""
         taken = self.checkpointer.take()
         if taken is not None:
             buffers, self.buffers = self.buffers, {kind: [] for kind in self.serdes}
             self.buffered = 0
             events, self.pending = self.pending, []
-            self._writing = asyncio.create_task(self._persist(buffers, taken, events))
+            started = time.perf_counter()
+            await self.handovers.submit(
+                self.store_writes(buffers),
+                lambda: self._save(taken, events, started),
+                lambda: self.checkpointer.give_back(taken),
+            )
         if wait:
-            await self.settled()
+            await self.handovers.settle()
 
-    async def settled(self) -> None:
-        """Wait for the write in flight; its failure (other than a store outage, which it retries) is
-        raised here, and its checkpoint rows were given back."""
-        task, self._writing = self._writing, None
-        if task is not None:
-            await task
-
-    async def _persist(self, buffers: dict[str, list[Record]], taken: Taken, events: list[EventT]) -> None:
-        started = time.perf_counter()
-        try:
-            await self.write_stores(buffers)
-            await self.app.producer.flush()
-        except BaseException:
-            self.checkpointer.give_back(taken)
-            raise
+    async def _save(self, taken: Taken, events: list[EventT], started: float) -> None:
+        await self.app.producer.flush()  # dead letters of rejected records
 
         async def ack_and_commit() -> None:
             for event in events:
@@ -162,31 +158,39 @@ class SinkService(StatefulService[_NoState]):
 
         await self.checkpointer.save(taken, ack_and_commit, started)
 
-    async def write_stores(self, b: dict[str, list[Record]]) -> None:
-        """Write every buffer to its stores (concurrently), retrying until they succeed."""
-        writes: list[tuple[str, str, Writer]] = []
+    def store_writes(self, b: dict[str, list[Record]]) -> dict[str, Callable[[], Awaitable[None]]]:
+        """One write per store of what the buffers hold for it (each retried until the store takes it)."""
+        writes: dict[str, list[tuple[str, str, Writer]]] = {"redis": [], "clickhouse": [], "postgres": []}
+        ch = self.clickhouse
         if b["ticks"]:
-            writes.append(("clickhouse.ticks", "ticks", self.clickhouse.write_ticks))
+            writes["clickhouse"].append(("clickhouse.ticks", "ticks", self.clickhouse.write_ticks))
         if b["bars"]:
-            writes.append(("redis.bars", "bars", self.redis.write_bars))
-            writes.append(("clickhouse.bars", "bars", self.clickhouse.write_bars))
-            writes.append(("postgres.historical_data", "bars", self.postgres.write_bars))
+            writes["redis"].append(("redis.bars", "bars", self.redis.write_bars))
+            writes["clickhouse"].append(("clickhouse.bars", "bars", self.clickhouse.write_bars))
+            writes["postgres"].append(("postgres.historical_data", "bars", self.postgres.write_bars))
         if b["snapshots"]:
-            writes.append(("redis.snapshots", "snapshots", self.redis.write_snapshots))
-            writes.append(("clickhouse.indicators", "snapshots", self.clickhouse.write_snapshots))
+            writes["redis"].append(("redis.snapshots", "snapshots", self.redis.write_snapshots))
+            writes["clickhouse"].append(("clickhouse.indicators", "snapshots", ch.write_snapshots))
         if b["signals"]:
-            writes.append(("redis.signals", "signals", self.redis.write_signals))
-            writes.append(("clickhouse.signals", "signals", self.clickhouse.write_signals))
-            writes.append(("postgres.signals", "signals", self.postgres.write_signals))
+            writes["redis"].append(("redis.signals", "signals", self.redis.write_signals))
+            writes["clickhouse"].append(("clickhouse.signals", "signals", self.clickhouse.write_signals))
+            writes["postgres"].append(("postgres.signals", "signals", self.postgres.write_signals))
         if b["orders"]:
-            writes.append(("postgres.orders", "orders", self.postgres.write_orders))
+            writes["postgres"].append(("postgres.orders", "orders", self.postgres.write_orders))
         if b["fills"]:
-            writes.append(("postgres.fills", "fills", self.postgres.write_fills))
-            writes.append(("redis.positions", "fills", self.redis.write_positions))
-        await asyncio.gather(*(self._write(name, kind, write, b[kind]) for name, kind, write in writes))
-        if b["fills"]:
-            self._fills_since_refresh = True
-        await self._refresh_performance()
+            writes["postgres"].append(("postgres.fills", "fills", self.postgres.write_fills))
+            writes["redis"].append(("redis.positions", "fills", self.redis.write_positions))
+
+        def store_write(store: str, items: list[tuple[str, str, Writer]]) -> Callable[[], Awaitable[None]]:
+            async def run() -> None:
+                await asyncio.gather(*(self._write(name, kind, w, b[kind]) for name, kind, w in items))
+                if store == "postgres" and b["fills"]:
+                    self._fills_since_refresh = True
+                    await self._refresh_performance()
+
+            return run
+
+        return {store: store_write(store, items) for store, items in writes.items() if items}
 
     async def _write(self, name: str, kind: str, write: Writer, rows: list[Record]) -> None:
         """One batched write, retried until the store takes it. A batch the store rejects as malformed
