@@ -182,7 +182,6 @@ class FeedHandler:
             timeframes_us=timeframes,
             lateness_us=p.allowed_lateness_us,
         )
-        self._last_checkpoint = time.monotonic()
         self._delivery_errors: list[str] = []
         self._running = True
         self._assigned_at = 0.0
@@ -347,10 +346,8 @@ class FeedHandler:
     def checkpoint(self, force: bool = False) -> None:
         """Flush batches and the producer, then write state + offsets, then commit offsets to Kafka (the
         workers' order; the rows come from the shared :class:`~streams.apps.checkpointing.DeliveryBook`)."""
-        now = time.monotonic()
-        if not force and (now - self._last_checkpoint) * 1000 < self.settings.feed.checkpoint_ms:
+        if not force and not self.book.due():  # nothing consumed, or feed.checkpoint_ms not yet passed
             return
-        self._last_checkpoint = now
         self.flush_batches()
         taken = self.book.take()
         if taken is None:

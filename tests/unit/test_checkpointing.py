@@ -11,7 +11,7 @@ from typing import Any, cast
 import pytest
 
 from sinks.checkpoints import Checkpoint, CheckpointStore
-from streams.apps.checkpointing import Checkpointer, StatePartitions
+from streams.apps.checkpointing import Checkpointer, StatePartitions, Taken
 
 Key = tuple[str, int]
 
@@ -119,25 +119,26 @@ async def test_taken_rows_cover_only_what_was_handed_over_before_consumption_wen
     assert [o for o in range(13) if cp.should_skip("t", 0, o)] == list(range(12))
 
 
-async def test_rows_given_back_after_a_failed_write_are_saved_by_the_next_checkpoint() -> None:
-    store, states = MemoryStore(), {0: State(b"")}
-    cp = _checkpointer(store, states)
+async def _taken_at_offset_4() -> tuple[Checkpointer, Taken]:
+    """A checkpointer of one restored partition that processed offset 4, and the rows it took."""
+    cp = _checkpointer(MemoryStore(), {0: State(b"")})
     await cp.restore([0])
     cp.processed("t", 0, 4)
     taken = cp.take()
-    assert taken is not None and cp.take() is None
+    assert taken is not None
+    return cp, taken
+
+
+async def test_rows_given_back_after_a_failed_write_are_saved_by_the_next_checkpoint() -> None:
+    cp, taken = await _taken_at_offset_4()
+    assert cp.take() is None
     cp.give_back(taken)  # the write of its buffers failed
     again = cp.take()
     assert again is not None and again.rows == {("t", 0): Checkpoint(5, b"")}
 
 
 async def test_a_revoked_partition_is_not_given_back() -> None:
-    store, states = MemoryStore(), {0: State(b"")}
-    cp = _checkpointer(store, states)
-    await cp.restore([0])
-    cp.processed("t", 0, 4)
-    taken = cp.take()
-    assert taken is not None
+    cp, taken = await _taken_at_offset_4()
     cp.forget([0])
     cp.give_back(taken)
     assert cp.take() is None
