@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from processors.event_time import EventTimePolicy
+from streams.fetch_wait import FetchWait
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,6 +87,28 @@ class KafkaSettings(_Frozen):
     @property
     def bootstrap_list(self) -> list[str]:
         return [h.strip() for h in self.bootstrap_servers.split(",") if h.strip()]
+
+
+class FetchSettings(_Frozen):
+    """The adaptive fetch wait of every consumer (:mod:`streams.fetch_wait`): it starts at the consumer's
+    ``fetch.wait.max.ms`` and doubles on a stall (empty fetches while the log holds more than was read)."""
+
+    ceiling_ms: int = Field(
+        5_000,
+        ge=1,
+        le=60_000,
+        description="the most a consumer's fetch wait grows to after stalls (a broker that gives up a fetch "
+        "whose offset lookup outlasts the wait, as Tansu's memory storage does on a long log, needs more)",
+    )
+    stall_ms: int = Field(
+        1_000,
+        ge=100,
+        description="empty fetches while behind for this long (or three fetch waits, if longer) count as a "
+        "stall: logged, counted in stockpulse_fetch_stalls_total, and the wait doubles",
+    )
+
+    def policy(self, floor_ms: int) -> FetchWait:
+        return FetchWait(max(1, floor_ms), max(self.ceiling_ms, floor_ms), self.stall_ms / 1000)
 
 
 class TopicSettings(_Frozen):
@@ -420,6 +443,7 @@ class Settings(BaseSettings):
     )
 
     kafka: KafkaSettings = KafkaSettings()
+    fetch: FetchSettings = FetchSettings()
     topics: TopicSettings = TopicSettings()
     schemas: SchemaSettings = SchemaSettings()
     redis: RedisSettings = RedisSettings()

@@ -49,6 +49,8 @@ from streams.deadletter import DeadLetterEncoder
 from streams.metrics import (
     CHECKPOINTS,
     DEAD_LETTERS,
+    FETCH_STALLS,
+    FETCH_WAIT,
     MESSAGES,
     TICK_DELAY,
     TICKS,
@@ -58,6 +60,8 @@ from streams.metrics import (
 
 log = logging.getLogger("stockpulse.feed")
 SERVICE = "feed"
+FETCH_WAIT_FLOOR_MS = 5  # the first fetch wait: a hop's latency on a broker that answers late (Tansu)
+LOOK_S = 0.5  # how often the fetch watchdog looks at the consumer
 
 
 class InvalidTick(ValueError):
@@ -160,9 +164,9 @@ class FeedHandler:
         self.dead = DeadLetterEncoder(SERVICE)
         self.stats = FeedStats()
         self._store = checkpoints or SyncCheckpointStore(settings.postgres.dsn.get_secret_value())
-        self._consumer = kafka.consumer(
-            settings, self.group_id, **{"isolation.level": "read_uncommitted", "fetch.wait.max.ms": 5}
-        )
+        self.fetch_wait = settings.fetch.policy(FETCH_WAIT_FLOOR_MS)
+        self._consumer = self._new_consumer()
+        self._look_at, self._got = 0.0, 0
         self._producer = kafka.producer(settings)
         self._state: dict[int, FeedState] = {}
         raw = self.topics.ticks_raw
@@ -186,6 +190,56 @@ class FeedHandler:
         self._running = True
         self._assigned_at = 0.0
         self.last_process_end = 0.0
+
+    def _new_consumer(self) -> Any:
+        FETCH_WAIT.labels(SERVICE).set(self.fetch_wait.wait_ms)
+        return kafka.consumer(
+            self.settings,
+            self.group_id,
+            **{"isolation.level": "read_uncommitted", "fetch.wait.max.ms": self.fetch_wait.wait_ms},
+        )
+
+    def _subscribe(self) -> None:
+        self._consumer.subscribe(
+            [self.topics.ticks_raw], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+
+    # -- fetch watchdog (streams.fetch_wait) -----------------------------------------------------------
+    def _behind(self) -> bool:
+        """True when a partition's log, as its last fetch response reported it, holds more than we read."""
+        for tp in self._consumer.assignment():
+            _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if high > self.book.position(tp.topic, tp.partition):
+                return True
+        return False
+
+    def _watch_fetches(self, got: int) -> None:
+        self._got += got
+        now = time.monotonic()
+        if now < self._look_at:
+            return
+        self._look_at = now + LOOK_S
+        got, self._got = self._got, 0
+        event = self.fetch_wait.observe(now, got, got == 0 and self._behind())
+        if event is None:
+            return
+        FETCH_STALLS.labels(SERVICE).inc()
+        was = self.fetch_wait.wait_ms if event == "stuck" else self.fetch_wait.wait_ms // 2
+        log.warning(
+            "fetch stall #%d: no data from %s for %.1f s while its log holds more than we read, waiting "
+            "%d ms per fetch; %s",
+            self.fetch_wait.stalls,
+            self.topics.ticks_raw,
+            max(self.fetch_wait.stall_s, 3 * was / 1000),
+            was,
+            f"reconnecting with fetch.wait.max.ms {self.fetch_wait.wait_ms}"
+            if event == "raised"
+            else "already at STOCKPULSE_FETCH__CEILING_MS: the broker cannot find the offset in time",
+        )
+        if event == "raised":  # librdkafka fixes the wait at creation: a new consumer, the group rebalances
+            self._consumer.close()  # revokes: checkpoints first
+            self._consumer = self._new_consumer()
+            self._subscribe()
 
     # -- partition ownership ------------------------------------------------------------------------------
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -391,9 +445,7 @@ class FeedHandler:
         if install_signals:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
-        self._consumer.subscribe(
-            [self.topics.ticks_raw], on_assign=self._on_assign, on_revoke=self._on_revoke
-        )
+        self._subscribe()
         max_ms = self.settings.feed.batch_max_ms / 1000
         take = self.settings.feed.consume_batch
         last_input = time.monotonic()
@@ -404,6 +456,7 @@ class FeedHandler:
                 if watermark_in is not None:
                     wait_s = min(wait_s, watermark_in / 1e6)
                 msgs = self._take(take, wait_s)
+                self._watch_fetches(len(msgs))
                 if msgs:
                     self.process(msgs)
                     last_input = time.monotonic()

@@ -41,6 +41,14 @@ STAGE_LATENCY = Histogram(
 CONSUMER_LAG = Gauge(
     "stockpulse_consumer_lag", "Messages behind, from our own offsets", ["service", "topic", "partition"]
 )
+FETCH_STALLS = Counter(
+    "stockpulse_fetch_stalls",
+    "Stalls of a consumer: empty fetches while its log held more than it had read (streams.fetch_wait)",
+    ["service"],
+)
+FETCH_WAIT = Gauge(
+    "stockpulse_fetch_wait_ms", "A consumer's current fetch.wait.max.ms (adaptive)", ["service"]
+)
 INFERENCE = Counter("stockpulse_inference", "Predictions by path", ["path"])
 SEQUENCE_EVENTS = Counter(
     "stockpulse_sequence_events",

@@ -24,6 +24,7 @@ from faust.types import TP, EventT
 from sinks.checkpoints import CheckpointStore
 from streams.apps.checkpointing import Checkpointer, PartitionCountError, PartitionState, StatePartitions
 from streams.apps.common import make_app, raw_topic
+from streams.apps.fetch_watch import FetchWatch
 from streams.config import Settings
 from streams.deadletter import DeadLetterEncoder
 from streams.metrics import DEAD_LETTERS, MESSAGES
@@ -69,6 +70,10 @@ class StatefulService(ABC, Generic[S]):
         self.app.agent(channel, name=self.service)(self._agent)
         self.app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        floor = settings.kafka.fetch_wait_max_ms if fetch_wait_ms is None else fetch_wait_ms
+        self.fetch_watch = FetchWatch(
+            self.app, self.service, settings.fetch.policy(floor), self.checkpointer.position
+        )
 
     # -- what a service implements --------------------------------------------------------------------------
     @abstractmethod
@@ -141,6 +146,7 @@ class StatefulService(ABC, Generic[S]):
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
         queue = getattr(getattr(stream, "channel", None), "queue", None)  # what has arrived and waits
         async for event in cast(faust.Stream[bytes], stream).noack().events():
+            self.fetch_watch.received += 1
             async with self._lock:
                 await self._process(event)
                 if queue is None or queue.empty():

@@ -156,6 +156,11 @@ class DeliveryBook:
         """True for a message already applied to the restored state."""
         return offset < self.restored_next.get((topic, partition), 0)
 
+    def position(self, topic: str, partition: int) -> int:
+        """The next offset to apply (0 when the partition has neither a checkpoint nor a message yet)."""
+        key = (topic, partition)
+        return self.next_offset.get(key, self.restored_next.get(key, 0))
+
     def processed(self, topic: str, partition: int, offset: int) -> None:
         self.next_offset[(topic, partition)] = offset + 1
         self._dirty.add(self.partitions.of(partition))
