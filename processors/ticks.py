@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 
 @dataclass(frozen=True, slots=True)
 class TickLimits:
@@ -273,3 +275,39 @@ def batch_rows(record: dict[str, Any]) -> Iterable[tuple[str, int, float, float,
     symbols = record["symbols"]
     for i, ts in enumerate(record["ts_us"]):
         yield symbols[record["symbol_index"][i]], ts, record["price"][i], record["size"][i], record["seq"][i]
+
+
+def after_seq(record: dict[str, Any], floors: dict[str, int]) -> dict[str, Any] | None:
+    """The decoded TickBatch without the ticks already stored: those whose ``seq`` is at or below their
+    symbol's floor (the highest seq stored). ``floors`` is raised to the batch's highest seq per symbol, so
+    a batch delivered twice (a crash before its checkpoint, re-read) passes once. Returns None when no tick
+    is left; the record itself when none was dropped; the columns are plain lists.
+
+    >>> b = {"symbols": ["A", "B"], "symbol_index": [0, 1, 0], "ts_us": [1, 2, 3], "price": [1.0, 2.0, 3.0],
+    ...      "size": [1.0, 1.0, 1.0], "seq": [7, 4, 8]}
+    >>> floors = {"A": 7}
+    >>> kept = after_seq(b, floors); kept["ts_us"], kept["seq"], floors
+    ([2, 3], [4, 8], {'A': 8, 'B': 4})
+    >>> after_seq(b, floors) is None
+    True
+    """
+    symbols = record["symbols"]
+    idx = np.asarray(record["symbol_index"], dtype=np.int64)
+    seq = np.asarray(record["seq"], dtype=np.int64)
+    floor_of = np.array([floors.get(name, -1) for name in symbols], dtype=np.int64)
+    keep = seq > floor_of[idx] if len(symbols) else np.zeros(0, dtype=bool)
+    if not keep.any():
+        return None
+    top = np.full(len(symbols), -1, dtype=np.int64)
+    np.maximum.at(top, idx[keep], seq[keep])
+    for j, name in enumerate(symbols):
+        if top[j] > floor_of[j]:
+            floors[name] = int(top[j])
+    if keep.all():
+        return record
+    out = dict(record)
+    rows = np.flatnonzero(keep)
+    for column in ("symbol_index", "ts_us", "price", "size", "seq"):
+        values = record[column]
+        out[column] = [values[i] for i in rows]
+    return out

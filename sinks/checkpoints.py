@@ -40,23 +40,30 @@ CREATE TABLE IF NOT EXISTS stream_checkpoints (
     next_offset bigint      NOT NULL,
     state       bytea       NOT NULL,
     updated_at  timestamptz NOT NULL DEFAULT now(),
+    log_id      text        NOT NULL DEFAULT '',
     PRIMARY KEY (group_id, topic, partition)
-)
+);
+ALTER TABLE stream_checkpoints ADD COLUMN IF NOT EXISTS log_id text NOT NULL DEFAULT ''
 """
 
 UPSERT = """
-INSERT INTO stream_checkpoints (group_id, topic, partition, next_offset, state, updated_at)
-SELECT $1, t, p, o, s, now()
-FROM unnest($2::text[], $3::integer[], $4::bigint[], $5::bytea[]) AS u(t, p, o, s)
+INSERT INTO stream_checkpoints (group_id, topic, partition, next_offset, state, log_id, updated_at)
+SELECT $1, t, p, o, s, l, now()
+FROM unnest($2::text[], $3::integer[], $4::bigint[], $5::bytea[], $6::text[]) AS u(t, p, o, s, l)
 ON CONFLICT (group_id, topic, partition)
-DO UPDATE SET next_offset = EXCLUDED.next_offset, state = EXCLUDED.state, updated_at = now()
+DO UPDATE SET next_offset = EXCLUDED.next_offset, state = EXCLUDED.state, log_id = EXCLUDED.log_id,
+              updated_at = now()
 """
 
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
+    """The next offset to read and the state as of it; ``log_id`` names the log the offset points into
+    (the topic's id on the broker: a re-created topic or another cluster has another one; '' unknown)."""
+
     next_offset: int
     state: bytes
+    log_id: str = ""
 
 
 class CheckpointStore:
@@ -115,14 +122,17 @@ class CheckpointStore:
         rows = await self._retrying(
             "load",
             lambda: self._require().fetch(
-                "SELECT topic, partition, next_offset, state FROM stream_checkpoints "
+                "SELECT topic, partition, next_offset, state, log_id FROM stream_checkpoints "
                 "WHERE group_id = $1 AND topic = ANY($2::text[]) AND partition = ANY($3::integer[])",
                 group_id,
                 topics,
                 partitions,
             ),
         )
-        return {(r["topic"], r["partition"]): Checkpoint(r["next_offset"], bytes(r["state"])) for r in rows}
+        return {
+            (r["topic"], r["partition"]): Checkpoint(r["next_offset"], bytes(r["state"]), r["log_id"])
+            for r in rows
+        }
 
     async def save(self, group_id: str, checkpoints: Mapping[TopicPartition, Checkpoint]) -> None:
         """Write all rows in one statement (one transaction): either every row is updated or none."""
@@ -135,11 +145,37 @@ class CheckpointStore:
             [p for _, p in keys],
             [checkpoints[k].next_offset for k in keys],
             [checkpoints[k].state for k in keys],
+            [checkpoints[k].log_id for k in keys],
         )
         await self._retrying("save", lambda: self._require().execute(UPSERT, *args))
 
     async def clear(self, group_id: str) -> None:
         await self._require().execute("DELETE FROM stream_checkpoints WHERE group_id = $1", group_id)
+
+    async def reset(
+        self, group_id: str, topic: str | None = None, partitions: list[int] | None = None
+    ) -> int:
+        """Point a group's checkpoints (of one topic, of some partitions) at the start of whatever log is
+        there: offset 0, log id unknown. The state is kept, so sequence numbers go on (a fresh state would
+        number ticks from 1 again, and the sink would take them for ticks it has stored). Returns the number
+        of rows reset."""
+        status = await self._require().execute(
+            "UPDATE stream_checkpoints SET next_offset = 0, log_id = '', updated_at = now() "
+            "WHERE group_id = $1 AND ($2::text IS NULL OR topic = $2) "
+            "AND ($3::integer[] IS NULL OR partition = ANY($3::integer[]))",
+            group_id,
+            topic,
+            partitions,
+        )
+        return int(status.split()[-1])
+
+    async def groups(self) -> list[tuple[str, str, int, int, str]]:
+        """Every checkpoint row: (group, topic, partition, next offset, log id)."""
+        rows = await self._require().fetch(
+            "SELECT group_id, topic, partition, next_offset, log_id FROM stream_checkpoints "
+            "ORDER BY group_id, topic, partition"
+        )
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
 
 class SyncCheckpointStore:

@@ -386,6 +386,12 @@ class ClickHouseHistory(SinkBase):
         )
         return [str(r["partition_id"]) for r in rows]
 
+    async def max_seqs(self) -> dict[str, int]:
+        """The highest stored tick ``seq`` of every symbol: a sink taking over partitions drops re-delivered
+        ticks at or below it (:func:`processors.ticks.after_seq`), which keeps the rollups exact."""
+        rows = await self._query("max_seqs", "SELECT symbol, max(seq) AS s FROM ticks GROUP BY symbol", {})
+        return {str(r["symbol"]): int(r["s"]) for r in rows}
+
     async def rebuild_rollups(self, day: dt.date) -> int:
         """Recompute the tick rollups (``ohlcv_1m/1h/1d``) of one UTC ``day`` from one copy of each tick.
 

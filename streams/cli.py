@@ -12,8 +12,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from streams.apps.checkpointing import PartitionCountError
+from streams.apps.checkpointing import PartitionCountError, StaleCheckpointError
+from streams.checkpoint_cli import app as checkpoints_app
 from streams.config import Settings, get_settings
+from streams.rollups_cli import app as rollups_app
 
 app = typer.Typer(
     help="StockPulse Stream: market data -> bars -> indicators -> ML signals -> orders.",
@@ -28,6 +30,8 @@ bench_app = typer.Typer(
     help="Benchmarks, each against a baseline measured in the same run.", no_args_is_help=True
 )
 app.add_typer(bench_app, name="bench")
+app.add_typer(checkpoints_app, name="checkpoints")
+app.add_typer(rollups_app, name="rollups")
 console = Console(width=None if sys.stdout.isatty() else 120)
 
 
@@ -125,7 +129,7 @@ def feed(
     serve_metrics(settings.metrics_port)
     try:
         stats = FeedHandler(settings).run(idle_exit_s=idle_exit)
-    except ConnectionError as exc:
+    except (ConnectionError, StaleCheckpointError) as exc:
         _fail(str(exc))
     console.print(
         f"feed: consumed {stats.consumed}, valid {stats.valid}, dead-lettered {stats.dead_lettered} "

@@ -111,6 +111,19 @@ class FetchSettings(_Frozen):
         return FetchWait(max(1, floor_ms), max(self.ceiling_ms, floor_ms), self.stall_ms / 1000)
 
 
+class CheckpointSettings(_Frozen):
+    """What a service does with checkpoints that point into another log than the broker's now (a topic
+    deleted and re-created, a broker that lost its storage, another cluster): see
+    :func:`streams.apps.checkpointing.stale_checkpoints`."""
+
+    on_stale_log: Literal["stop", "earliest", "latest"] = Field(
+        "stop",
+        description="stop: the service stops, naming the partitions and the `stockpulse checkpoints reset` "
+        "command; earliest: drop those checkpoints and re-read the partitions from their start; latest: "
+        "drop them and go on from the end. Logged and counted in stockpulse_checkpoint_resets_total",
+    )
+
+
 class TopicSettings(_Frozen):
     """Topic names and their final partition counts (the local broker cannot add partitions later)."""
 
@@ -444,6 +457,7 @@ class Settings(BaseSettings):
 
     kafka: KafkaSettings = KafkaSettings()
     fetch: FetchSettings = FetchSettings()
+    checkpoint: CheckpointSettings = CheckpointSettings()
     topics: TopicSettings = TopicSettings()
     schemas: SchemaSettings = SchemaSettings()
     redis: RedisSettings = RedisSettings()

@@ -46,16 +46,20 @@ from streams import kafka
 from streams.apps.checkpointing import DeliveryBook, StatePartitions
 from streams.config import Settings
 from streams.deadletter import DeadLetterEncoder
+from streams.log_identity import describe_logs
 from streams.metrics import (
     CHECKPOINTS,
+    CONSUMED_OFFSET,
     DEAD_LETTERS,
     FETCH_STALLS,
     FETCH_WAIT,
+    INPUT_END_OFFSET,
     MESSAGES,
     TICK_DELAY,
     TICKS,
     WATERMARK_DELAY,
     WATERMARKS,
+    produced,
 )
 
 log = logging.getLogger("stockpulse.feed")
@@ -213,6 +217,16 @@ class FeedHandler:
                 return True
         return False
 
+    def _export_positions(self) -> None:
+        """Our position and the input's end as the last fetch response gave it (ticks.raw has producers
+        that are not ours; streams.scrape.lags)."""
+        for tp in self._consumer.assignment():
+            part = str(tp.partition)
+            CONSUMED_OFFSET.labels(SERVICE, tp.topic, part).set(self.book.position(tp.topic, tp.partition))
+            _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0:
+                INPUT_END_OFFSET.labels(tp.topic, part).set(high)
+
     def _watch_fetches(self, got: int) -> None:
         self._got += got
         now = time.monotonic()
@@ -220,6 +234,7 @@ class FeedHandler:
             return
         self._look_at = now + LOOK_S
         got, self._got = self._got, 0
+        self._export_positions()
         event = self.fetch_wait.observe(now, got, got == 0 and self._behind())
         if event is None:
             return
@@ -246,6 +261,9 @@ class FeedHandler:
         parts = [tp.partition for tp in partitions]
         topic = self.topics.ticks_raw
         saved = self._store.load(self.group_id, [topic], parts)
+        ids, ends = describe_logs(self.settings, [(topic, p) for p in parts])
+        on_stale = self.settings.checkpoint.on_stale_log
+        saved, _ = self.book.check_logs(saved, ids, ends, on_stale, SERVICE, self.group_id)
         blobs = self.book.restored(parts, saved)
         now = _now_us()
         for tp in partitions:
@@ -273,6 +291,8 @@ class FeedHandler:
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self._delivery_errors.append(f"{msg.topic()}[{msg.partition()}]: {err}")
+        else:
+            produced(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
 
     def _dead_letter(self, msg: Message, reason_code: str, reason: str) -> None:
         value = self.dead.encode(

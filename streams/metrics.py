@@ -39,7 +39,22 @@ STAGE_LATENCY = Histogram(
     ),
 )
 CONSUMER_LAG = Gauge(
-    "stockpulse_consumer_lag", "Messages behind, from our own offsets", ["service", "topic", "partition"]
+    "stockpulse_consumer_lag",
+    "Messages a service has still to apply, from our own offsets (set by the monitor: streams.scrape.lags)",
+    ["service", "topic", "partition"],
+)
+PRODUCED_OFFSET = Gauge(
+    "stockpulse_produced_offset",
+    "Next offset after the last record this process produced and the broker acknowledged",
+    ["topic", "partition"],
+)
+CONSUMED_OFFSET = Gauge(
+    "stockpulse_consumed_offset", "Next offset a service will apply", ["service", "topic", "partition"]
+)
+INPUT_END_OFFSET = Gauge(
+    "stockpulse_input_end_offset",
+    "End of an input whose producers are not ours (ticks.raw), as the last fetch response gave it",
+    ["topic", "partition"],
 )
 FETCH_STALLS = Counter(
     "stockpulse_fetch_stalls",
@@ -57,6 +72,11 @@ SEQUENCE_EVENTS = Counter(
 )
 CACHE_REQUESTS = Counter("stockpulse_cache_requests", "Hot-state cache lookups", ["result"])
 SINK_ERRORS = Counter("stockpulse_sink_errors", "Sink write failures (retried)", ["sink"])
+CHECKPOINT_RESETS = Counter(
+    "stockpulse_checkpoint_resets",
+    "Checkpoints dropped because they pointed into another log (STOCKPULSE_CHECKPOINT__ON_STALE_LOG)",
+    ["service", "topic", "action"],
+)
 CHECKPOINTS = Counter("stockpulse_checkpoints", "State checkpoints written", ["service"])
 CHECKPOINT_SECONDS = Histogram(
     "stockpulse_checkpoint_duration_seconds",
@@ -108,3 +128,10 @@ def serve_metrics(port: int) -> None:
             f"cannot serve /metrics on port {port}: {exc.strerror or exc}; another process has it. "
             "Give each service its own port with STOCKPULSE_METRICS_PORT (0 turns /metrics off)."
         ) from exc
+
+
+def produced(topic: str, partition: int, offset: int) -> None:
+    """Record an acknowledged record (``offset`` as the broker gave it)."""
+    gauge = PRODUCED_OFFSET.labels(topic, str(partition))
+    if offset + 1 > gauge._value.get():
+        gauge.set(offset + 1)

@@ -5,6 +5,8 @@ detector (:mod:`processors.anomaly`) over the interval metrics (:mod:`streams.sc
 Watched: the p50 and p99 of every stage latency (tick -> bar, bar -> indicator, inference, tick -> signal,
 tick -> order; the median is the steadier signal on a busy machine, the p99 catches tail-only slowdowns),
 the fallback ratio of the signal model, and sink errors + dead letters per second.
+Consumer lag per service and partition (:func:`streams.scrape.lags`, from our own offsets) is exported on
+the monitor's /metrics as ``stockpulse_consumer_lag`` for the Grafana lag panels.
 Throughput is shown by ``stockpulse top`` but not alerted on: it follows the input rate, which the
 pipeline does not control. A target whose /metrics stops answering raises a critical alert for its
 service after ``persistence`` scrapes.
@@ -16,14 +18,15 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from confluent_kafka import Producer
 
 from processors.anomaly import Anomaly, AnomalyDetector, DetectorConfig, MetricSpec
 from schemas.serde import AvroSerde
 from streams.config import Settings
-from streams.scrape import STAGES, Scrape, interval_metrics, scrape
+from streams.metrics import CONSUMER_LAG
+from streams.scrape import STAGES, Scrape, interval_metrics, lags, scrape
 from streams.topology import STAGES as STAGES_BY_NAME
 
 log = logging.getLogger("stockpulse.monitor")
@@ -66,6 +69,7 @@ class Step:
     metrics: dict[str, float]
     unreachable: dict[str, str]
     alerts: list[Anomaly]
+    lags: dict[tuple[str, str, str], float] = field(default_factory=dict)  # (service, topic, partition)
 
 
 class Monitor:
@@ -118,7 +122,11 @@ class Monitor:
             log.warning("perf alert [%s] %s", alert.severity, alert.message)
             if self.publish is not None:
                 self.publish(alert)
-        return Step(now, metrics, errors, alerts)
+        lag = lags(self._last[1])
+        CONSUMER_LAG.clear()  # a partition that moved to another worker is reported by that one
+        for (service, topic, part), value in lag.items():
+            CONSUMER_LAG.labels(service, topic, part).set(value)
+        return Step(now, metrics, errors, alerts, lag)
 
     def _unreachable(self, now: float, errors: dict[str, str]) -> list[Anomaly]:
         out = []

@@ -11,6 +11,11 @@ same targets, :func:`interval_metrics` derives what the anomaly detector and ``s
 * ``errors_per_s``: sink errors plus dead letters per second;
 * ``cache_hit_ratio``: hot-state hits / lookups in the interval.
 
+:func:`lags` gives each consumer's lag per partition from one scrape, from our own offsets: a topic's end is
+the highest ``stockpulse_produced_offset`` any of our producers reports (the offsets the broker acknowledged
+to them), a service's position its ``stockpulse_consumed_offset``; for an input whose producers are not ours
+(``ticks.raw``) the end is the one the consuming service saw in its last fetch response.
+
 >>> text = 'stockpulse_ticks_total{service="price"} 100\\n'
 >>> a = parse(text); b = parse(text.replace("100", "1100"))
 >>> interval_metrics(a, b, 2.0)["price_ticks_per_s"]
@@ -124,3 +129,32 @@ def interval_metrics(a: Scrape, b: Scrape, seconds: float) -> dict[str, float]:
     if lookups > 0:
         out["cache_hit_ratio"] = hits / lookups
     return out
+
+
+def lags(s: Scrape) -> dict[tuple[str, str, str], float]:
+    """(service, topic, partition) -> messages the service has still to apply (see the module docstring).
+
+    >>> text = (
+    ...     'stockpulse_produced_offset{topic="ticks",partition="0"} 120\\n'
+    ...     'stockpulse_consumed_offset{service="engine",topic="ticks",partition="0"} 100\\n'
+    ...     'stockpulse_consumed_offset{service="feed",topic="ticks.raw",partition="0"} 40\\n'
+    ...     'stockpulse_input_end_offset{topic="ticks.raw",partition="0"} 45\\n'
+    ... )
+    >>> lags(parse(text))
+    {('engine', 'ticks', '0'): 20.0, ('feed', 'ticks.raw', '0'): 5.0}
+    """
+    ends: dict[tuple[str, str], float] = {}
+    for name in ("stockpulse_input_end_offset", "stockpulse_produced_offset"):
+        for (n, labels), v in s.items():
+            if n == name:
+                lab = dict(labels)
+                key = (lab["topic"], lab["partition"])
+                ends[key] = max(ends.get(key, 0.0), v)
+    out: dict[tuple[str, str, str], float] = {}
+    for (n, labels), v in s.items():
+        if n == "stockpulse_consumed_offset":
+            lab = dict(labels)
+            end = ends.get((lab["topic"], lab["partition"]))
+            if end is not None:
+                out[(lab["service"], lab["topic"], lab["partition"])] = max(0.0, end - v)
+    return dict(sorted(out.items()))

@@ -1,7 +1,8 @@
 """``stockpulse top``: a live terminal view of the running pipeline for the person operating it.
 
 Every interval it scrapes the services' /metrics (the monitor's targets) and shows, per service, whether
-it answers and its ticks/s; per stage, p50/p99 latency over the last interval; the inference path
+it answers and its ticks/s; per stage, p50/p99 latency over the last interval; the consumer lag per service
+and topic (total and worst partition, from our own offsets: :func:`streams.scrape.lags`); the inference path
 (fallback ratio), the hot-state cache hit ratio, sink errors and dead letters per second; and the newest
 alerts from ``perf.alerts`` (published by ``stockpulse monitor``) next to the ones its own detector raises.
 """
@@ -53,11 +54,20 @@ def render(step: Step, targets: Iterable[str], alerts: Iterable[str]) -> Group:
     hit = m.get("cache_hit_ratio")
     health.add_row("cache hit ratio", _fmt(None if hit is None else hit * 100, "%"))
     health.add_row("sink errors + dead letters", _fmt(m.get("errors_per_s"), "/s", 2))
+    lag = Table(title="consumer lag (messages, own offsets)", expand=True)
+    for col in ("service", "topic", "total", "worst partition"):
+        lag.add_column(col, justify="left" if col in ("service", "topic") else "right")
+    by_topic: dict[tuple[str, str], list[tuple[float, str]]] = {}
+    for (service, topic, part), value in step.lags.items():
+        by_topic.setdefault((service, topic), []).append((value, part))
+    for (service, topic), values in sorted(by_topic.items()):
+        worst, part = max(values)
+        lag.add_row(service, topic, _fmt(sum(v for v, _ in values), digits=0), f"{worst:,.0f} (p{part})")
     recent = Table(title="latest alerts", expand=True)
     recent.add_column("alert")
     for line in alerts:
         recent.add_row(escape(line))  # alert text is data, not rich markup
-    return Group(services, stages, health, recent)
+    return Group(services, stages, health, lag, recent)
 
 
 class _AlertTail:

@@ -117,8 +117,9 @@ SETTINGS non_replicated_deduplication_window = 1000;
 -- open/close: price of the first/last tick by (ts, seq); high/low: max/min price; volume: sum(size);
 -- vwap: sum(price * size) / volume (nan when volume is 0, e.g. quotes); trades: number of ticks.
 -- OHLC are duplicate-proof (argMin/argMax/max/min). volume/vwap/trades count every tick the view sees once:
--- an identical retried block is dropped (deduplication window on the state tables), but ticks re-delivered
--- after a crash in a differently cut batch are counted again until the day is rebuilt
+-- an identical retried block is dropped (deduplication window on the state tables), and the sink never
+-- inserts a tick twice (after an assignment it drops ticks at or below the highest stored seq of their
+-- symbol). A day written otherwise is repaired by `stockpulse rollups rebuild --day D`
 -- (ClickHouseHistory.rebuild_rollups(day), which recomputes the day's states from `ticks FINAL`).
 
 CREATE TABLE IF NOT EXISTS ohlcv_1m_state

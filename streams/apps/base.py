@@ -27,10 +27,17 @@ from streams.apps.common import make_app, raw_topic
 from streams.apps.fetch_watch import FetchWatch
 from streams.config import Settings
 from streams.deadletter import DeadLetterEncoder
-from streams.metrics import DEAD_LETTERS, MESSAGES
+from streams.log_identity import describe_logs
+from streams.metrics import DEAD_LETTERS, MESSAGES, produced
 
 S = TypeVar("S", bound=PartitionState)
 log = logging.getLogger("stockpulse.service")
+
+
+def _acknowledged(fut: Any) -> None:
+    """Faust's send callback: the record's offset for the lag figures (streams.scrape.lags)."""
+    meta = fut.result()
+    produced(meta.topic, meta.partition, meta.offset)
 
 
 def now_us() -> int:
@@ -60,7 +67,15 @@ class StatefulService(ABC, Generic[S]):
         self.pending: list[EventT] = []
         self.store = CheckpointStore(settings.postgres.dsn.get_secret_value())
         self.checkpointer = Checkpointer(
-            self.store, self.service, self.app.conf.id, inputs, checkpoint_s, self.states.get, self.partitions
+            self.store,
+            self.service,
+            self.app.conf.id,
+            inputs,
+            checkpoint_s,
+            self.states.get,
+            self.partitions,
+            self._describe_logs,
+            settings.checkpoint.on_stale_log,
         )
         self._opened = False
         self._open_lock = asyncio.Lock()
@@ -131,6 +146,23 @@ class StatefulService(ABC, Generic[S]):
             for p in parts:
                 blob = saved.get(p)
                 self.states[p] = self.load_state(p, blob) if blob else self.new_state(p)
+            await self._seek(parts)
+
+    async def _describe_logs(
+        self, keys: list[tuple[str, int]]
+    ) -> tuple[dict[str, str], dict[tuple[str, int], int]]:
+        return await asyncio.to_thread(describe_logs, self.settings, keys)
+
+    async def _seek(self, parts: list[int]) -> None:
+        """Read the restored partitions from their checkpoints, whatever offset the group committed on the
+        broker (a re-created topic can keep the old one); stale ones from the start or end of their log
+        (:meth:`~streams.apps.checkpointing.DeliveryBook.check_logs` gave them that offset)."""
+        stale = self.checkpointer.stale
+        for q in parts:
+            for topic, part in self.partitions.members(q):
+                position = self.checkpointer.position(topic, part)
+                if (topic, part) in stale or position > 0:
+                    await self.app.consumer.seek(TP(topic, part), position)
 
     async def _on_revoked(self, app: Any, revoked: set[TP], **kwargs: Any) -> None:
         parts = self._mine(revoked)
@@ -175,7 +207,7 @@ class StatefulService(ABC, Generic[S]):
     async def send(
         self, topic: faust.TopicT, value: bytes, partition: int | None = None, key: bytes | None = None
     ) -> None:
-        await topic.send(key=key, value=value, partition=partition)
+        await topic.send(key=key, value=value, partition=partition, callback=_acknowledged)
         MESSAGES.labels(self.service, topic.get_topic_name(), "out").inc()
 
     async def dead_letter(

@@ -29,10 +29,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from sinks.checkpoints import Checkpoint, CheckpointStore
-from streams.metrics import CHECKPOINT_SECONDS, CHECKPOINTS
+from streams.metrics import CHECKPOINT_RESETS, CHECKPOINT_SECONDS, CHECKPOINTS
 
 log = logging.getLogger("stockpulse.checkpoint")
 
@@ -90,6 +90,71 @@ class StatePartitions:
         return [(t, p) for t, n in self.counts.items() for p in range(state_partition, n, self.count)]
 
 
+Key = tuple[str, int]
+OnStale = Literal["stop", "earliest", "latest"]
+
+
+class StaleCheckpointError(RuntimeError):
+    """Checkpoints that point into another log than the one there now; the message says what to do."""
+
+
+def stale_checkpoints(
+    saved: Mapping[Key, Checkpoint], log_ids: Mapping[str, str], ends: Mapping[Key, int]
+) -> dict[Key, str]:
+    """The checkpoints that do not describe the log there now: (topic, partition) -> why.
+
+    A checkpoint is stale when it names another topic id than the broker's (the topic was deleted and
+    re-created, the broker lost its storage, or this is another cluster), or when the log is empty while the
+    checkpoint is past offset 0. (Only an empty log is compared with the offset: a broker may report its end
+    too low, as the local one does after batched produce, so a general "beyond the end" test would misfire.)
+
+    >>> saved = {("t", 0): Checkpoint(5, b"", "A"), ("t", 1): Checkpoint(7, b"", "A")}
+    >>> saved[("u", 0)] = Checkpoint(3, b"")
+    >>> stale = stale_checkpoints(saved, {"t": "B"}, {("t", 1): 9, ("u", 0): 0})
+    >>> sorted(stale)
+    [('t', 0), ('t', 1), ('u', 0)]
+    >>> stale[("u", 0)]
+    'its log is empty but the checkpoint is at offset 3'
+    >>> stale_checkpoints(saved, {"t": "A"}, {("t", 0): 5, ("u", 0): 2})
+    {}
+    """
+    out: dict[Key, str] = {}
+    for key, cp in saved.items():
+        now = log_ids.get(key[0], "")
+        if cp.log_id and now and cp.log_id != now:
+            out[key] = (
+                f"the topic's id changed from {cp.log_id} to {now} (deleted and re-created, a broker that "
+                "lost its storage, or another cluster)"
+            )
+        elif ends.get(key) == 0 and cp.next_offset > 0:
+            out[key] = f"its log is empty but the checkpoint is at offset {cp.next_offset}"
+    return out
+
+
+def stale_message(service: str, group_id: str, stale: Mapping[Key, str]) -> str:
+    """What a service says when it stops on stale checkpoints: the partitions, why, and the way out.
+
+    >>> msg = stale_message("engine", "g-engine", {("ticks", 3): "its log is empty", ("ticks", 0): "x"})
+    >>> msg[msg.index("broker's"):msg.index(". Nothing")]
+    "broker's: ticks[0]: x; ticks[3]: its log is empty"
+    >>> msg[msg.index("Reset"):msg.index(", or")]
+    'Reset them with `stockpulse checkpoints reset --group g-engine --topic ticks --partitions 0,3`'
+    """
+    keys = sorted(stale)
+    what = "; ".join(f"{t}[{p}]: {stale[(t, p)]}" for t, p in keys)
+    topics = sorted({t for t, _ in keys})
+    resets = " and ".join(
+        f"`stockpulse checkpoints reset --group {group_id} --topic {t} --partitions "
+        f"{','.join(str(p) for tt, p in keys if tt == t)}`"
+        for t in topics
+    )
+    return (
+        f"{service}: checkpoints of group {group_id} point into another log than the broker's: {what}. "
+        f"Nothing was skipped. Reset them with {resets}, or set STOCKPULSE_CHECKPOINT__ON_STALE_LOG=earliest "
+        "(re-read those partitions from their start) or =latest (go on from their end)"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Taken:
     """Checkpoint rows taken at one point of the input (:meth:`Checkpointer.take`), not yet saved."""
@@ -110,7 +175,7 @@ class DeliveryBook:
     >>> book.should_skip("t", 0, 4), book.should_skip("t", 0, 5)
     (True, False)
     >>> book.processed("t", 1, 7); taken = book.take(); taken.rows
-    {('t', 1): Checkpoint(next_offset=8, state=b'')}
+    {('t', 1): Checkpoint(next_offset=8, state=b'', log_id='')}
     >>> book.take() is None, book.saved(taken), book.should_skip("t", 1, 7)
     (True, None, True)
     """
@@ -126,6 +191,8 @@ class DeliveryBook:
         self.partitions = partitions
         self.interval_s = interval_s
         self._state_of = state_of
+        self.log_ids: dict[str, str] = {}  # topic -> the id of the log this book's offsets point into
+        self._restarted: set[Key] = set()  # stale checkpoints replaced: to be saved at the next checkpoint
         self.restored_next: dict[tuple[str, int], int] = {}
         self.next_offset: dict[tuple[str, int], int] = {}
         self._dirty: set[int] = set()
@@ -150,7 +217,46 @@ class DeliveryBook:
             first = saved.get((self.topics[0], q))
             if first is not None and first.state:
                 states[q] = first.state
+            if any(key in self._restarted for key in self.partitions.members(q)):
+                self._dirty.add(q)
+        self._restarted.difference_update(k for q in partitions for k in self.partitions.members(q))
         return states
+
+    def check_logs(
+        self,
+        saved: Mapping[Key, Checkpoint],
+        log_ids: Mapping[str, str],
+        ends: Mapping[Key, int],
+        on_stale: OnStale,
+        service: str,
+        group_id: str,
+    ) -> tuple[dict[Key, Checkpoint], dict[Key, str]]:
+        """Before :meth:`restored`: compare the saved checkpoints with the logs there now (their ids are kept
+        for the next checkpoints). Stale ones stop the service (``on_stale`` ``stop``: raises
+        :class:`StaleCheckpointError`) or get the start (``earliest``) or the reported end (``latest``) of
+        the log there now as their offset, logged and counted; their state is kept, so sequence numbers go
+        on and nothing stored downstream is taken for a re-delivery. Returns the checkpoints to restore (the
+        caller seeks to their offsets) and the stale ones."""
+        self.log_ids.update(log_ids)
+        stale = stale_checkpoints(saved, log_ids, ends)
+        if not stale:
+            return dict(saved), {}
+        if on_stale == "stop":
+            raise StaleCheckpointError(stale_message(service, group_id, stale))
+        for (topic, part), why in sorted(stale.items()):
+            log.warning(
+                "%s: offset of the checkpoint of %s[%d] dropped (state kept): %s; reading from its %s "
+                "(STOCKPULSE_CHECKPOINT__ON_STALE_LOG)",
+                service,
+                topic,
+                part,
+                why,
+                "start" if on_stale == "earliest" else "end",
+            )
+            CHECKPOINT_RESETS.labels(service, topic, on_stale).inc()
+        start = {k: (0 if on_stale == "earliest" else ends.get(k, 0)) for k in stale}
+        self._restarted.update(stale)  # saved again at the next checkpoint, with the new log's id
+        return {k: (Checkpoint(start[k], v.state) if k in stale else v) for k, v in saved.items()}, stale
 
     def should_skip(self, topic: str, partition: int, offset: int) -> bool:
         """True for a message already applied to the restored state."""
@@ -181,7 +287,7 @@ class DeliveryBook:
             if nxt is None and key != first:
                 continue
             blob = state.to_bytes() if (key == first and state is not None) else b""
-            rows[key] = Checkpoint(nxt or 0, blob)
+            rows[key] = Checkpoint(nxt or 0, blob, self.log_ids.get(key[0], ""))
         return rows
 
     def take(self, partitions: set[int] | None = None) -> Taken | None:
@@ -231,16 +337,27 @@ class Checkpointer(DeliveryBook):
         interval_s: float,
         state_of: Callable[[int], PartitionState | None],
         partitions: StatePartitions,
+        logs: Callable[[list[Key]], Awaitable[tuple[dict[str, str], dict[Key, int]]]] | None = None,
+        on_stale: OnStale = "stop",
     ) -> None:
         super().__init__(topics, partitions, interval_s, state_of)
         self.store = store
         self.service = service
         self.group_id = group_id
         self.count = 0
+        self._logs = logs
+        self.on_stale: OnStale = on_stale
+        self.stale: dict[Key, str] = {}  # of the last restore: the caller seeks these
 
     async def restore(self, partitions: list[int]) -> dict[int, bytes]:
-        """Load the checkpoints of newly assigned state partitions; returns state partition -> state bytes."""
+        """Load the checkpoints of newly assigned state partitions (checked against the logs there now, see
+        :meth:`check_logs`; the stale ones are left in ``stale``); returns state partition -> state bytes."""
         saved = await self.store.load(self.group_id, self.topics, self.input_partitions(partitions))
+        self.stale = {}
+        if self._logs is not None:
+            keys = [key for q in partitions for key in self.partitions.members(q)]
+            ids, ends = await self._logs(keys)
+            saved, self.stale = self.check_logs(saved, ids, ends, self.on_stale, self.service, self.group_id)
         states = self.restored(partitions, saved)
         log.info("%s: restored %d of %d partitions", self.service, len(states), len(partitions))
         return states

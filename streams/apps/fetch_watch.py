@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from streams.fetch_wait import FetchWait
-from streams.metrics import FETCH_STALLS, FETCH_WAIT
+from streams.metrics import CONSUMED_OFFSET, FETCH_STALLS, FETCH_WAIT
 
 log = logging.getLogger("stockpulse.fetch")
 LOOK_S = 0.5
@@ -40,7 +40,13 @@ class FetchWatch:
         fetcher = self.app.consumer._thread._ensure_consumer()._fetcher  # aiokafka's Fetcher
         fetcher._fetch_max_wait_ms = wait_ms  # read when it builds each fetch request
 
+    def _export_positions(self) -> None:
+        for tp in self.app.consumer.assignment():
+            pos = self._position(tp.topic, tp.partition)
+            CONSUMED_OFFSET.labels(self.service, tp.topic, str(tp.partition)).set(pos)
+
     async def look(self) -> None:
+        self._export_positions()
         got, self.received = self.received, 0
         event = self.policy.observe(time.monotonic(), got, got == 0 and self._behind())
         if event is None:

@@ -11,6 +11,11 @@ then acknowledge its events to Faust; so a crash re-delivers at most the records
 checkpoint, and the stores, keyed by the records' deterministic ids, keep one copy. A store that fails is
 retried (``stockpulse_sink_errors_total``) and holds the checkpoints back: nothing is lost while it is down.
 
+Ticks are written once: after every partition assignment the sink reads the highest stored ``seq`` of each
+symbol from ClickHouse and drops the ticks at or below it, and as it buffers ticks it raises those floors, so
+a re-delivered batch (a sink or feed crash before its checkpoint) is not inserted again. The ``ticks`` table
+would collapse the copies on merge anyway; the rollups fed from it by materialized views would not.
+
 At start the Redis chart bars are warmed from ClickHouse for every (symbol, timeframe) whose key is missing
 (:func:`sinks.redis_cache.warm`), so charts are served from Redis after a Redis restart or flush.
 
@@ -36,6 +41,7 @@ from typing import Any
 import faust
 from faust.types import EventT
 
+from processors.ticks import after_seq
 from schemas.serde import AvroSerde, WireFormatError
 from sinks.base import SinkError, SinkInputError
 from sinks.redis_cache import warm
@@ -93,6 +99,9 @@ class SinkService(StatefulService[_NoState]):
         self._fills_since_refresh = False
         self._refreshed_at = float("-inf")
         self.handovers = HandOvers(HANDOVER_LIMIT)
+        # symbol -> highest tick seq stored or buffered; read again from ClickHouse after an assignment
+        self._floors: dict[str, int] = {}
+        self._reload_floors = True
         self.timer(settings.sink.flush_s, self._tick)
 
     async def on_open(self) -> None:
@@ -105,9 +114,11 @@ class SinkService(StatefulService[_NoState]):
             log.warning("redis cache warming skipped: %s", exc)
 
     def new_state(self, partition: int) -> _NoState:
+        self._reload_floors = True
         return _NoState()
 
     def load_state(self, partition: int, blob: bytes) -> _NoState:
+        self._reload_floors = True
         return _NoState()
 
     async def handle(self, topic: str, partition: int, offset: int, value: bytes, state: _NoState) -> None:
@@ -117,8 +128,18 @@ class SinkService(StatefulService[_NoState]):
         except WireFormatError as exc:
             await self.dead_letter(exc.reason_code, exc.reason, topic, partition, offset, value)
             return
-        if kind == "ticks" and not record["ts_us"]:
-            return  # a watermark or an end of stream alone: nothing to store
+        if kind == "ticks":
+            if not record["ts_us"]:
+                return  # a watermark or an end of stream alone: nothing to store
+            if self._reload_floors:  # partitions were (re)assigned: what is stored already?
+                stored = await self._retry("clickhouse.max_seqs", self.clickhouse.max_seqs)
+                for symbol, seq in stored.items():
+                    self._floors[symbol] = max(seq, self._floors.get(symbol, -1))
+                self._reload_floors = False
+            unstored = after_seq(record, self._floors)
+            if unstored is None:
+                return  # every tick of it is stored (a re-delivery)
+            record = unstored
         rows = record["bars"] if kind == "bars" else record["snapshots"] if kind == "snapshots" else [record]
         self.buffers[kind].extend(rows)
         self.buffered += len(rows) if kind != "ticks" else len(record["ts_us"])

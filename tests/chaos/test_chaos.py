@@ -22,6 +22,11 @@ from tests.support.pipeline import PipelineRun, Ticks, pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROUNDS = int(os.environ.get("STOCKPULSE_CHAOS_ROUNDS", "1"))
+#: every store compared with the clean run, derived ones included (rollups, daily statistics, performance)
+STORES = (
+    "ticks", "bars", "pg_bars", "indicators", "signals", "orders", "fills",
+    "ohlcv_1m", "ohlcv_1d", "signal_stats_1d", "daily_performance",
+)  # fmt: skip
 
 
 def _plan(run: PipelineRun, settings: Settings) -> list[tuple[str, Callable[[], str]]]:
@@ -66,10 +71,10 @@ def test_faults_during_a_replay_leave_every_store_equal_to_a_clean_run(
     for at, name, outcome, secs in rows:
         print(f"{at:.0f} | {name} | {outcome} | {secs:.1f}")
     print("store | clean | chaos | lost | duplicated")
-    for table in ("ticks", "bars", "pg_bars", "indicators", "signals", "orders", "fills"):
+    for table in STORES:
         want, got = set(clean["snapshot"][table]), snap[table]
         lost, dup = len(want - set(got)), len(got) - len(set(got))
         print(f"{table} | {len(want)} | {len(got)} | {lost} | {dup}")
     print("counts:", counts)
-    for table in ("ticks", "bars", "pg_bars", "indicators", "signals", "orders", "fills"):
+    for table in STORES:
         assert snap[table] == clean["snapshot"][table], f"{table} differ from the clean run"

@@ -230,6 +230,13 @@ async def _snapshot(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
         "signals": "SELECT signal_id, symbol, toUnixTimestamp64Micro(start), toString(action), "
         "round(score, 5) "
         "FROM {db}.signals FINAL",
+        # derived stores: sums rounded (their addition order follows the insert blocks)
+        "ohlcv_1m": "SELECT symbol, toUnixTimestamp(start), open, high, low, close, round(volume, 6), trades "
+        "FROM {db}.ohlcv_1m",
+        "ohlcv_1d": "SELECT symbol, toUnixTimestamp(start), open, high, low, close, round(volume, 6), trades "
+        "FROM {db}.ohlcv_1d",
+        "signal_stats_1d": "SELECT symbol, day, signals, buys, sells, holds, round(mean_score, 5) "
+        "FROM {db}.signal_stats_1d",
     }
     out: dict[str, list[tuple[Any, ...]]] = {}
     try:
@@ -251,8 +258,13 @@ async def _snapshot(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
             "fills": "SELECT fill_id, order_id, side, quantity, price, position, realized_pnl FROM fills",
             "pg_bars": "SELECT symbol, timeframe, (extract(epoch FROM start) * 1000000)::bigint, open, high, "
             "low, close, volume, trades FROM historical_data",
+            "daily_performance": "SELECT symbol, day, trades, buys, sells, closing_trades, "
+            "round(quantity::numeric, 6), round(notional::numeric, 4), round(realized_pnl::numeric, 4) "
+            "FROM daily_performance",
         }.items():
             try:
+                if name == "daily_performance":  # a read model refreshed on a timer: bring it up to date
+                    await conn.execute("REFRESH MATERIALIZED VIEW daily_performance")
                 rows = await conn.fetch(sql)
             except asyncpg.UndefinedTableError:
                 rows = []

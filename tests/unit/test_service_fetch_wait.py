@@ -23,3 +23,11 @@ def test_the_sink_and_the_engine_fetch_with_their_own_waits() -> None:
     assert _consumer_wait_ms() == 250
     EngineService(settings)
     assert _consumer_wait_ms() == 7
+
+
+def test_each_worker_watches_its_fetches_from_its_own_floor_up_to_the_ceiling() -> None:
+    settings = Settings(  # type: ignore[arg-type]
+        kafka={"fetch_wait_max_ms": 7}, sink={"fetch_wait_max_ms": 250}, fetch={"ceiling_ms": 900}
+    )
+    sink, engine = SinkService(settings).fetch_watch.policy, EngineService(settings).fetch_watch.policy
+    assert (sink.floor_ms, sink.ceiling_ms, engine.floor_ms, engine.ceiling_ms) == (250, 900, 7, 900)
