@@ -25,8 +25,19 @@ def test_the_view_shows_services_stages_health_and_alerts() -> None:
     console = Console(record=True, width=140)
     console.print(render(step, ["price", "sink"], ["12:00:00 [critical] fallback_ratio is 1"]))
     text = console.export_text()
-    for want in ("12,345", "1.50 ms", "7.25 ms", "fallback (100.0%)", "93.0%", "0.50/s", "down", "critical",
-                 "2,340", "2,300 (p7)", "bars.1m"):
+    for want in (
+        "12,345",
+        "1.50 ms",
+        "7.25 ms",
+        "fallback (100.0%)",
+        "93.0%",
+        "0.50/s",
+        "down",
+        "critical",
+        "2,340",
+        "2,300 (p7)",
+        "bars.1m",
+    ):
         assert want in text, (want, text)
 
 
