@@ -30,7 +30,15 @@ import asyncpg
 T = TypeVar("T")
 TopicPartition = tuple[str, int]
 log = logging.getLogger("stockpulse.checkpoints")
-_TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
+# InternalClientError: a pooled connection whose server went away mid-operation ("cannot switch to state";
+# seen when the primary was killed): the pool's connections are dropped and the call retried on a new one
+_TRANSIENT = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InternalClientError,
+)
 
 DDL = """
 CREATE TABLE IF NOT EXISTS stream_checkpoints (
@@ -89,6 +97,8 @@ class CheckpointStore:
                         "right? The service stops; restarted, it resumes from its last checkpoint"
                     ) from exc
                 log.warning("checkpoint %s failed (%s); retrying in %.1fs", operation, exc, delay)
+                if self._pool is not None:
+                    await self._pool.expire_connections()  # the next call opens a fresh connection
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 

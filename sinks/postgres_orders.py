@@ -193,6 +193,13 @@ class PostgresOrders(SinkBase):
     async def _guarded(self, operation: str, coro: Any) -> Any:
         try:
             return await coro
+        except asyncpg.InternalClientError as exc:
+            # a pooled connection whose server went away mid-operation ("cannot switch to state", seen
+            # when the primary was killed): drop the pool's connections, so the caller's retry opens new ones
+            for pool in (self._pool, self._replica):
+                if pool is not None:
+                    await pool.expire_connections()
+            raise SinkError(self.store, operation, f"{type(exc).__name__}: {exc}", _HINT) from exc
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             raise SinkError(self.store, operation, f"{type(exc).__name__}: {exc}", _HINT) from exc
 

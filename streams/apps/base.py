@@ -146,23 +146,20 @@ class StatefulService(ABC, Generic[S]):
             for p in parts:
                 blob = saved.get(p)
                 self.states[p] = self.load_state(p, blob) if blob else self.new_state(p)
-            await self._seek(parts)
+            await self._seek_stale()
 
     async def _describe_logs(
         self, keys: list[tuple[str, int]]
     ) -> tuple[dict[str, str], dict[tuple[str, int], int]]:
         return await asyncio.to_thread(describe_logs, self.settings, keys)
 
-    async def _seek(self, parts: list[int]) -> None:
-        """Read the restored partitions from their checkpoints, whatever offset the group committed on the
-        broker (a re-created topic can keep the old one); stale ones from the start or end of their log
-        (:meth:`~streams.apps.checkpointing.DeliveryBook.check_logs` gave them that offset)."""
-        stale = self.checkpointer.stale
-        for q in parts:
-            for topic, part in self.partitions.members(q):
-                position = self.checkpointer.position(topic, part)
-                if (topic, part) in stale or position > 0:
-                    await self.app.consumer.seek(TP(topic, part), position)
+    async def _seek_stale(self) -> None:
+        """Read partitions whose checkpoints were stale from the start or end of their log
+        (:meth:`~streams.apps.checkpointing.DeliveryBook.check_logs` gave them that offset), whatever offset
+        the group committed on the broker (a re-created topic can keep the old one). The others go on from
+        the committed offset, at or below the checkpoint: what lies below it is skipped."""
+        for topic, part in self.checkpointer.stale:
+            await self.app.consumer.seek(TP(topic, part), self.checkpointer.position(topic, part))
 
     async def _on_revoked(self, app: Any, revoked: set[TP], **kwargs: Any) -> None:
         parts = self._mine(revoked)
@@ -192,12 +189,12 @@ class StatefulService(ABC, Generic[S]):
         msg = event.message
         topic, part, offset = msg.topic, msg.partition, msg.offset
         self.pending.append(event)
-        if self.checkpointer.should_skip(topic, part, offset):
-            return
         state = self.states.get(self.partitions.of(part))
-        if state is None:  # delivered before our assignment handler ran
+        if state is None:  # delivered before our assignment handler ran (or while it restores)
             await self._on_assigned(self.app, {msg.tp})
             state = self.states[self.partitions.of(part)]
+        if self.checkpointer.should_skip(topic, part, offset):  # only once restored: the checkpoint decides
+            return
         await self.handle(topic, part, offset, cast(bytes, event.value), state)
         MESSAGES.labels(self.service, topic, "in").inc()
         self.checkpointer.processed(topic, part, offset)

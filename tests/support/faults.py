@@ -63,6 +63,17 @@ def postgres_replica_restart(settings: Settings) -> str:
     return f"postgres replica: killed, restarted, streaming={healthy} after {time.monotonic() - began:.0f} s"
 
 
+def postgres_primary_restart(settings: Settings, down_s: float = 5.0) -> str:
+    """SIGKILL the PostgreSQL primary (every checkpoint, order and fill lives there), keep it down ``down_s``,
+    start it again: the services wait (checkpoint saves and store writes are retried) and resume."""
+    began = time.monotonic()
+    user = "postgres" if os.geteuid() == 0 else None
+    _kill_and_respawn(settings, "postgres-primary", down_s=down_s, user=user)
+    healthy = wait_until(lambda: stack.status(settings, ["postgres"])[0].healthy, 60, 0.5)
+    took = time.monotonic() - began
+    return f"postgres primary: killed, down {down_s:g} s, healthy={healthy} after {took:.0f} s"
+
+
 def stack_restart(settings: Settings, service: str, down_s: float = 3.0) -> str:
     """Stop one service of the local stack (``triton``, or ``clickhouse``: the process that owns the
     embedded engine's data directory, whose data stays on disk), wait ``down_s``, start it again."""
