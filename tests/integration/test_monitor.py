@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from prometheus_client import generate_latest
 
 from infra.local import stack
 from processors.anomaly import Anomaly, precision_recall
@@ -66,9 +67,13 @@ def _steps(monitor: Monitor, seconds: float) -> Iterator[Step]:
         time.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))
 
 
-def _first_alert(monitor: Monitor, seconds: float) -> tuple[float, Anomaly | None]:
+def _first_alert(
+    monitor: Monitor, seconds: float, seen: list[Step] | None = None
+) -> tuple[float, Anomaly | None]:
     t0 = time.monotonic()
     for step in _steps(monitor, seconds):
+        if seen is not None:
+            seen.append(step)
         if step.alerts:
             return time.monotonic() - t0, step.alerts[0]
     return seconds, None
@@ -93,10 +98,27 @@ def test_alerts_name_the_slowed_stage_and_stay_quiet_otherwise(stack_settings: S
                     break
             else:
                 pytest.fail("signals never flowed")
-            clean = [a for step in _steps(monitor, 35) for a in step.alerts]  # warm-up and a clean stretch
+            calm = list(_steps(monitor, 35))  # warm-up and a clean stretch
+            clean = [a for step in calm for a in step.alerts]
             assert clean == [], [a.message for a in clean]
-
             price_proc = process_of("price", run.settings.topology).name  # the engine when chained
+            consumers = {(svc, topic.removeprefix(f"{run.run}.")) for svc, topic, _ in calm[-1].lags}
+            assert {("feed", "ticks.raw"), (price_proc, "ticks"), ("sink", "ticks")} <= consumers, consumers
+            exported = generate_latest().decode()  # the monitor's /metrics: what the Grafana lag panels read
+            assert f'service="{price_proc}",topic="{run.run}.ticks"' in exported
+            sink_lag = [sum(v for (svc, _, _), v in st.lags.items() if svc == "sink") for st in calm]
+            os.killpg(run.procs["sink"].pid, signal.SIGSTOP)  # the sink stops reading: its lag must grow
+            try:
+                stopped = [
+                    sum(v for (svc, _, _), v in st.lags.items() if svc == "sink") for st in _steps(monitor, 4)
+                ]
+            finally:
+                os.killpg(run.procs["sink"].pid, signal.SIGCONT)
+            print(f"sink lag (messages): calm max {max(sink_lag):.0f}, stopped 4 s {stopped[-1]:.0f}")
+            assert stopped[-1] > max(sink_lag), (sink_lag, stopped)
+            for _ in _steps(monitor, 6):  # the sink catches up
+                pass
+
             throttler = threading.Thread(target=_throttle, args=(run.procs[price_proc].pid, 8.0))
             throttler.start()
             price_s, price_alert = _first_alert(monitor, 10)
