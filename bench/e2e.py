@@ -84,6 +84,7 @@ class Config:
     tag: str = "e2e"
     baseline_passes: int = 3  # the baseline's best pass counts (a shared machine slows some passes)
     keep_data: bool = False  # keep the run's topics and store namespaces (to inspect them afterwards)
+    workers: int = 1  # processes of each worker (the feed stays one): scale-out in one consumer group
 
 
 QUICK = Config(ticks=100_000, latency_symbols=100, rates=(1_000, 10_000), latency_s=5.0)
@@ -248,9 +249,11 @@ class _Run:
         self.tally.start()
         t_start = time.time()
         for proc in processes(s.topology):
-            name = proc.name
-            self.procs[name] = spawn(list(proc.command), self.env, self.logs / f"{self.run}-{name}.log")
-            self.trees[name] = ProcTree(self.procs[name].pid)
+            copies = 1 if proc.name == "feed" else self.cfg.workers
+            for k in range(copies):
+                name = proc.name if k == 0 else f"{proc.name}+{k + 1}"
+                self.procs[name] = spawn(list(proc.command), self.env, self.logs / f"{self.run}-{name}.log")
+                self.trees[name] = ProcTree(self.procs[name].pid)
         producer = kafka.producer(s)
         self.produce_ticks("L", *encode_ticks(warm), producer)
         self.stores = Stores(s)

@@ -31,6 +31,7 @@ BENCHMARKS = {
     "feed": "bench.feed",
     "api": "bench.api",
     "e2e": "bench.e2e",
+    "e2e_scale": "bench.e2e_scale",
 }
 
 #: keys whose values are same-run ratios where higher is better ("ours / baseline" speed)

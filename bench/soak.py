@@ -279,16 +279,23 @@ def _plot(result: dict[str, Any], name: str) -> str | None:
         return None
     samples = result["samples"]
     t = [x["t_s"] / 60 for x in samples]
-    fig, (a, b) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    fig, (a, b, c) = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
     for svc in samples[0]["rss_mb"] if samples else ():
         a.plot(t, [x["rss_mb"][svc] for x in samples], label=svc)
+    if samples and samples[0].get("broker_rss_mb") is not None:
+        a.plot(t, [x["broker_rss_mb"] for x in samples], label="broker (keeps every record)", linestyle="--")
     a.set_ylabel("RSS (MB)")
     a.legend(fontsize=8)
     b.plot(t, [x["lag_ticks"] for x in samples], label="ticks sent - stored")
     b.plot(t, [x["feed_lag_messages"] for x in samples], label="feed input lag (messages)")
-    b.set_xlabel("minutes")
     b.set_ylabel("lag")
     b.legend(fontsize=8)
+    for q in ("p50", "p99"):
+        c.plot(t, [x[f"tick_to_signal_{q}_ms"] for x in samples], label=f"tick -> signal {q}")
+    c.set_yscale("log")
+    c.set_ylabel("ms")
+    c.set_xlabel("minutes")
+    c.legend(fontsize=8)
     fig.suptitle(f"soak: {result['config']['rate']:.0f} ticks/s for {result['config']['minutes']:g} min")
     path = RESULTS / f"{name}.png"
     fig.savefig(path, dpi=90)
@@ -315,3 +322,44 @@ def run_soak(cfg: SoakConfig, settings: Settings | None = None, write: bool = Tr
         result["plot"] = _plot(result, name)
         (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def table(result: dict[str, Any], window_min: float = 10.0) -> str:
+    """The README's soak table: per ``window_min`` minutes of the run, the input rate, the largest lag
+    (ticks, and seconds of input), the median tick -> signal p50/p99 of the samples, the services' summed
+    RSS at the window's end, and the broker's CPU (average since the start) and RSS.
+
+    >>> def sample(t, lag):
+    ...     return {"t_s": t, "sent": int(t * 10), "lag_ticks": lag, "tick_to_signal_p50_ms": 5.0,
+    ...             "tick_to_signal_p99_ms": 9.0, "rss_mb": {"feed": 1.0}, "broker_cpu_cores": 0.5,
+    ...             "broker_rss_mb": 9.0}
+    >>> rows = table({"config": {"rate": 10.0}, "samples": [sample(30, 4), sample(60, 20)]}, window_min=1)
+    >>> print(rows.splitlines()[-1])
+    | 0-1 | 10 | 20 | 2.0 | 5 / 9 | 1 | 0.50 | 9 |
+    """
+    rate = result["config"]["rate"]
+    rows = [
+        "| minutes | ticks/s sent | max lag (ticks) | max lag (s of input) | tick -> signal p50 / p99 (ms) "
+        "| services RSS (MB) | broker CPU (cores) | broker RSS (MB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    samples = result["samples"]
+    end = samples[-1]["t_s"] if samples else 0.0
+    lo, prev_sent, prev_t = 0.0, 0, 0.0
+    while lo < end:
+        hi = lo + window_min * 60
+        part = [x for x in samples if lo < x["t_s"] <= hi]
+        if part:
+            last = part[-1]
+            p50 = [x["tick_to_signal_p50_ms"] for x in part if x["tick_to_signal_p50_ms"] is not None]
+            p99 = [x["tick_to_signal_p99_ms"] for x in part if x["tick_to_signal_p99_ms"] is not None]
+            lag = max(x["lag_ticks"] for x in part)
+            latency = f"{np.median(p50):,.0f} / {np.median(p99):,.0f}" if p50 else "-"
+            rows.append(
+                f"| {lo / 60:g}-{hi / 60:g} | {(last['sent'] - prev_sent) / (last['t_s'] - prev_t):,.0f} "
+                f"| {lag:,} | {lag / rate:.1f} | {latency} | {sum(last['rss_mb'].values()):,.0f} "
+                f"| {last['broker_cpu_cores']:.2f} | {last['broker_rss_mb']:,.0f} |"
+            )
+            prev_sent, prev_t = last["sent"], last["t_s"]
+        lo = hi
+    return "\n".join(rows)

@@ -276,6 +276,13 @@ class FeedSettings(_Frozen):
         200, ge=10, le=60_000, description="how often state and offsets are checkpointed"
     )
     consume_batch: int = Field(5000, ge=1, le=100_000, description="messages taken per consume call")
+    fetch_wait_ms: int = Field(
+        5,
+        ge=1,
+        le=10_000,
+        description="the feed's first fetch.wait.max.ms: a hop's latency on a broker that answers an empty "
+        "fetch only after the wait (Tansu); it doubles on a fetch stall (STOCKPULSE_FETCH__*)",
+    )
 
 
 class EventTimeSettings(_Frozen):

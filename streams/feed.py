@@ -64,7 +64,6 @@ from streams.metrics import (
 
 log = logging.getLogger("stockpulse.feed")
 SERVICE = "feed"
-FETCH_WAIT_FLOOR_MS = 5  # the first fetch wait: a hop's latency on a broker that answers late (Tansu)
 LOOK_S = 0.5  # how often the fetch watchdog looks at the consumer
 
 
@@ -168,7 +167,7 @@ class FeedHandler:
         self.dead = DeadLetterEncoder(SERVICE)
         self.stats = FeedStats()
         self._store = checkpoints or SyncCheckpointStore(settings.postgres.dsn.get_secret_value())
-        self.fetch_wait = settings.fetch.policy(FETCH_WAIT_FLOOR_MS)
+        self.fetch_wait = settings.fetch.policy(fs.fetch_wait_ms)
         self._consumer = self._new_consumer()
         self._look_at, self._got = 0.0, 0
         self._producer = kafka.producer(settings)
