@@ -345,10 +345,11 @@ def table(result: dict[str, Any], window_min: float = 10.0) -> str:
     ]
     samples = result["samples"]
     end = samples[-1]["t_s"] if samples else 0.0
+    windows = max(1, round(end / (window_min * 60)))  # a last sample a moment past the end joins the last
     lo, prev_sent, prev_t = 0.0, 0, 0.0
-    while lo < end:
+    for k in range(windows):
         hi = lo + window_min * 60
-        part = [x for x in samples if lo < x["t_s"] <= hi]
+        part = [x for x in samples if lo < x["t_s"] <= (hi if k < windows - 1 else float("inf"))]
         if part:
             last = part[-1]
             p50 = [x["tick_to_signal_p50_ms"] for x in part if x["tick_to_signal_p50_ms"] is not None]

@@ -1,7 +1,8 @@
 """Chaos: during a real-data replay, kill and restart every service, fail over a Redis primary, kill the
 PostgreSQL replica and then the primary (which holds every checkpoint), restart Triton and the
 ClickHouse-owning process; then every store equals a clean run (0 lost, 0 duplicated ticks, bars,
-indicators, signals, orders, fills, and the derived rollups, daily signal statistics and performance), and
+indicators, signals, orders, fills, the derived rollups, daily signal statistics and performance, and the
+hot state in Redis: chart bars, newest signals, positions), and
 every output topic holds the clean run's records (duplicates produced again after a crash are counted in
 the printed reconcile table; consumers collapse them by id). Prints the faults and outcomes.
 
@@ -29,6 +30,7 @@ ROUNDS = int(os.environ.get("STOCKPULSE_CHAOS_ROUNDS", "1"))
 STORES = (
     "ticks", "bars", "pg_bars", "indicators", "signals", "orders", "fills",
     "ohlcv_1m", "ohlcv_1d", "signal_stats_1d", "daily_performance",
+    "redis_bars", "redis_signals", "redis_positions",
 )  # fmt: skip
 
 

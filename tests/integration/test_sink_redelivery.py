@@ -4,15 +4,18 @@ does not catch; the sink drops ticks at or below the highest stored seq of their
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from processors.ticks import partition_for
 from schemas.serde import AvroSerde
 from streams import kafka
-from streams.config import Settings
+from streams.cli import app
+from streams.config import Settings, get_settings
 from tests.support.pipeline import pipeline
 
 pytestmark = pytest.mark.integration
@@ -60,6 +63,16 @@ def test_a_batch_delivered_again_cut_differently_is_stored_and_rolled_up_once(
         run.start("sink")
         time.sleep(6.0)
         snap = run.snapshot()
+        env = {"STOCKPULSE_CLICKHOUSE__DATABASE": s.clickhouse.database}
+        day = dt.datetime.fromtimestamp(T0 / 1e6, dt.UTC).date().isoformat()
+        get_settings.cache_clear()  # the command reads its settings (this run's database) from the env
+        try:
+            rebuilt = CliRunner().invoke(app, ["rollups", "rebuild", "--day", day], env=env)
+        finally:
+            get_settings.cache_clear()
+        again = run.snapshot()
+    assert rebuilt.exit_code == 0 and "rebuilt from 200 ticks" in rebuilt.output, rebuilt.output
+    assert again["ohlcv_1m"] == snap["ohlcv_1m"], "the repair changed exact rollups"
     assert len(snap["ticks"]) == 200
     trades = {row[1]: row[7] for row in snap["ohlcv_1m"]}
     assert sum(trades.values()) == 200, f"ticks counted more than once in ohlcv_1m: {trades}"

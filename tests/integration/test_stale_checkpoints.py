@@ -9,10 +9,12 @@ import time
 import numpy as np
 import pytest
 from confluent_kafka.admin import AdminClient
+from typer.testing import CliRunner
 
 from infra.local import stack
 from streams import kafka
 from streams.apps.checkpointing import StaleCheckpointError
+from streams.cli import app
 from streams.config import Settings
 from streams.feed import FeedHandler
 from streams.kafka import create_topics
@@ -73,10 +75,13 @@ def test_a_recreated_topic_stops_the_feed_then_is_read_from_its_start_or_end(
     msg = str(stop.value)
     assert "topic's id changed" in msg and f"stockpulse checkpoints reset --group {s.feed.group_id}" in msg
     assert "Nothing was skipped" in msg and "STOCKPULSE_CHECKPOINT__ON_STALE_LOG" in msg
-    before = CHECKPOINT_RESETS.labels("feed", s.topics.ticks_raw, "earliest")._value.get()
-    handler = _feed(s, "earliest")
+    command = msg[msg.index("`stockpulse checkpoints reset") + 1 : msg.index("`, or")].split()[1:]
+    listed = CliRunner().invoke(app, ["checkpoints", "list", "--group", s.feed.group_id])
+    assert listed.exit_code == 0 and s.feed.group_id[:12] in listed.output, listed.output
+    reset = CliRunner().invoke(app, command)  # the command the message names
+    assert reset.exit_code == 0 and "reset 6 checkpoint(s)" in reset.output, reset.output
+    handler = _feed(s, "stop")  # from offset 0 of the new log, state kept
     assert handler.stats.valid == 600, "messages below the stale checkpoints were skipped"
-    assert CHECKPOINT_RESETS.labels("feed", s.topics.ticks_raw, "earliest")._value.get() > before
     _send(s, 50, TS + 2 * 10**9)
     assert _feed(s, "stop").stats.valid == 50  # the new checkpoints carry the new id: no stop, no re-read
     _recreate(s, s.topics.ticks_raw)
@@ -96,4 +101,6 @@ def test_a_broker_that_lost_its_storage_is_a_stale_log_too(stack_settings: Setti
     _send(s, 500, TS + 10**9)
     with pytest.raises(StaleCheckpointError, match="topic's id changed"):
         _feed(s, "stop")
+    before = CHECKPOINT_RESETS.labels("feed", s.topics.ticks_raw, "earliest")._value.get()
     assert _feed(s, "earliest").stats.valid == 500
+    assert CHECKPOINT_RESETS.labels("feed", s.topics.ticks_raw, "earliest")._value.get() > before

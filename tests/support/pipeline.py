@@ -8,6 +8,7 @@ stores.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import signal
@@ -22,8 +23,10 @@ from typing import Any
 
 import clickhouse_connect
 import numpy as np
+from redis.cluster import ClusterNode, RedisCluster
 
 from schemas.serde import AvroSerde
+from sinks.redis_codec import BAR_MEMBER_FIELDS
 from streams.config import Settings
 from streams.demo import run_settings, settings_env, spawn
 from streams.kafka import create_topics
@@ -286,7 +289,39 @@ async def _snapshot(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
             out[name] = sorted(_row(r) for r in rows)
     finally:
         await conn.close()
+    out.update(await asyncio.to_thread(_redis_snapshot, settings))
     return out
+
+
+def _redis_snapshot(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
+    """The hot state in Redis that outlives a test (TTL 300 s): the chart bars (stage timestamps left out),
+    the newest signal and the position of every book. Prices and indicator snapshots (TTL 1-30 s) are not
+    compared."""
+    r = settings.redis
+    client = RedisCluster(
+        startup_nodes=[ClusterNode(h, p) for h, p in r.nodes],
+        password=r.password.get_secret_value() if r.password else None,
+        decode_responses=True,
+    )
+    keep = BAR_MEMBER_FIELDS.index("ingest_us")
+    out: dict[str, list[tuple[Any, ...]]] = {"redis_bars": [], "redis_signals": [], "redis_positions": []}
+    try:
+        for key in client.scan_iter(match=f"{r.key_prefix}:{{*", count=1000):
+            symbol, kind = key.split("{", 1)[1].split("}", 1)[0], key.split("}:", 1)[1]
+            if kind.startswith("bars:"):
+                for member in client.zrange(key, 0, -1):
+                    fields = json.loads(member)[:keep]
+                    out["redis_bars"].append((symbol, kind[5:], *(_plain(v) for v in fields)))
+            elif kind == "signal":
+                h = client.hgetall(key)
+                out["redis_signals"].append((symbol, h.get("signal_id"), h.get("timeframe"), h.get("action")))
+            elif kind.startswith("position:"):
+                h = client.hgetall(key)
+                fields = ("fill_id", "order_id", "quantity", "avg_price", "realized_pnl")
+                out["redis_positions"].append((symbol, kind[9:], *(h.get(f) for f in fields)))
+    finally:
+        client.close()
+    return {name: sorted(rows, key=repr) for name, rows in out.items()}
 
 
 def distinct_records(topic: str, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
